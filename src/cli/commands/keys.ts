@@ -1,0 +1,123 @@
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { seal } from '../../crypto/envelope.js';
+import { UsageError, WeakSecretError } from '../../errors.js';
+import { assertAlg } from '../../runbook/actions/keys.js';
+import { describeKey, findKey, getKey, listKeys } from '../../state/keys.js';
+import type { CommandContext } from '../context.js';
+import { table } from '../render.js';
+import { runRunbook } from '../run-runbook.js';
+
+const MIN_SECRET_BYTES = 32;
+
+export interface ImportOptions {
+  kid: string;
+  alg: string;
+  secretEnv?: string;
+  secretStdin?: boolean;
+  secretEncoding: string;
+  allowWeak?: boolean;
+  kidless?: boolean;
+  dryRun?: boolean;
+}
+
+/**
+ * `jwtir keys import`: the secret comes from an environment variable or stdin, never argv. It
+ * is sealed under the KEK here, so the run, its parameters and the audit trail only ever see
+ * ciphertext.
+ */
+export async function importKey(ctx: CommandContext, o: ImportOptions): Promise<void> {
+  assertAlg(o.alg);
+  if (o.alg !== 'HS256') throw new UsageError(`keys import takes HS256 secrets; got --alg ${o.alg}`, { hint: 'asymmetric keys are generated with `jwtir keys generate`' });
+  if (Boolean(o.secretEnv) === Boolean(o.secretStdin)) {
+    throw new UsageError('give the secret with exactly one of --secret-env <VAR> or --secret-stdin', { hint: 'secrets are never accepted as arguments' });
+  }
+  const secret = decodeSecret(readSecret(o), o.secretEncoding);
+  const weak = secret.length < MIN_SECRET_BYTES;
+  if (secret.length === 0) throw new UsageError('the secret is empty', { hint: 'check the variable or what you piped in' });
+  if (weak && !o.allowWeak) {
+    throw new WeakSecretError(`the secret is ${secret.length} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`, {
+      hint: 'a leaked weak secret is still worth containing: re-run with --allow-weak (the audit trail records it), then rotate',
+    });
+  }
+  const backends = await ctx.backends();
+  if (await findKey(backends.db, o.kid)) throw new UsageError(`a key with kid "${o.kid}" already exists`, { hint: 'choose another --kid' });
+  const kidlessTaken = (await listKeys(backends.db)).some((k) => k.kidless);
+  if (o.kidless === true && kidlessTaken) throw new UsageError('another key already answers for tokens without a kid', { hint: 'pass --no-kidless' });
+  const kek = await ctx.kek();
+  const sealedSecret = seal(kek.key, secret, o.kid);
+  secret.fill(0);
+  if (weak) ctx.out.warn(`importing a weak ${secret.length}-byte secret because --allow-weak was given; rotate it away soon`);
+  await runRunbook(ctx, 'keys-import', { kid: o.kid, alg: o.alg, sealedSecret, weak, kidless: o.kidless ?? !kidlessTaken }, { dryRun: o.dryRun, quietPlan: true });
+}
+
+function readSecret(o: ImportOptions): string {
+  if (o.secretEnv) {
+    const value = process.env[o.secretEnv];
+    if (value === undefined) throw new UsageError(`environment variable ${o.secretEnv} is not set`, { hint: `export ${o.secretEnv} in this shell first` });
+    return value;
+  }
+  if (process.stdin.isTTY) throw new UsageError('--secret-stdin expects the secret piped in, not typed at a terminal');
+  return readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+}
+
+function decodeSecret(text: string, encoding: string): Buffer {
+  switch (encoding) {
+    case 'utf8':
+      return Buffer.from(text, 'utf8');
+    case 'base64':
+    case 'base64url':
+    case 'hex': {
+      const valid = { base64: /^[A-Za-z0-9+/]*={0,2}$/, base64url: /^[A-Za-z0-9_-]*$/, hex: /^([0-9a-fA-F]{2})*$/ }[encoding];
+      if (!valid.test(text.trim())) throw new UsageError(`the secret is not valid ${encoding}`);
+      return Buffer.from(text.trim(), encoding);
+    }
+    default:
+      throw new UsageError(`unknown --secret-encoding "${encoding}"`, { hint: 'use utf8 (how jsonwebtoken reads a string secret), base64, base64url or hex' });
+  }
+}
+
+export async function list(ctx: CommandContext): Promise<void> {
+  const keys = (await listKeys((await ctx.backends()).db)).map(describeKey);
+  ctx.out.result({ keys }, () =>
+    keys.length === 0
+      ? 'no keys yet: import the current secret with `jwtir keys import --kid <kid> --alg HS256 --secret-env JWT_SECRET`'
+      : table(
+          ['KID', 'ALG', 'STATE', 'PUBLISHED', 'VERIFY UNTIL', 'FLAGS'],
+          keys.map((k) => [
+            k.kid,
+            k.alg,
+            k.state,
+            k.published ? 'yes' : 'no',
+            k.verifyUntil,
+            [k.compromised && 'COMPROMISED', k.weak && 'weak', k.kidless && 'kidless'].filter(Boolean).join(',') || null,
+          ]),
+        ),
+  );
+}
+
+export async function show(ctx: CommandContext, kid: string): Promise<void> {
+  const key = describeKey(await getKey((await ctx.backends()).db, kid));
+  ctx.out.result({ key }, () => Object.entries(key).map(([k, v]) => `${k.padEnd(18)} ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join('\n'));
+}
+
+export async function generate(ctx: CommandContext, o: { alg: string; publish?: boolean; dryRun?: boolean }): Promise<void> {
+  assertAlg(o.alg);
+  await runRunbook(ctx, 'keys-generate', { alg: o.alg, publish: o.publish === true }, { dryRun: o.dryRun });
+}
+
+export async function publish(ctx: CommandContext, o: { out?: string; dryRun?: boolean }): Promise<void> {
+  if (o.out) assertWritableTarget(o.out);
+  await runRunbook(ctx, 'keys-publish', { out: o.out }, { dryRun: o.dryRun, quietPlan: true });
+}
+
+/** Checked before the run starts, so a bad path fails with nothing changed. */
+function assertWritableTarget(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  if (existsSync(file) && statSync(file).isDirectory()) throw new UsageError(`--out ${file} is a directory`, { hint: 'name a file, for example jwks.json' });
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new UsageError(`cannot write to ${dir}`, { hint: 'choose a directory that exists and that you can write to' });
+  }
+}

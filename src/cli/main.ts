@@ -1,0 +1,36 @@
+import { CommanderError } from 'commander';
+import { maskUrlsIn } from '../config/mask.js';
+import { ExitCode, JwtirError } from '../errors.js';
+import { buildProgram } from './program.js';
+
+/**
+ * The one boundary between jwtir and the process: it runs the command and turns every outcome
+ * into output and an exit code. Nothing below it calls process.exit or prints errors.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const json = argv.includes('--json');
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return ExitCode.ok;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version are "errors" to commander; anything else is a usage mistake it already printed.
+      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    return report(error, json);
+  }
+}
+
+function report(error: unknown, json: boolean): number {
+  const urls = [process.env.DATABASE_URL, process.env.REDIS_URL];
+  const known = error instanceof JwtirError;
+  const code = known ? error.code : 'ERR_INTERNAL';
+  const message = maskUrlsIn(error instanceof Error ? error.message : String(error), urls);
+  const hint = known ? error.hint : 'this is a bug in jwtir; please report it with the output above (set JWTIR_DEBUG=1 for a stack trace)';
+  const exitCode = known ? error.exitCode : ExitCode.internal;
+  if (json) process.stdout.write(JSON.stringify({ error: { code, message, hint: hint ?? null, exitCode } }, null, 2) + '\n');
+  process.stderr.write(`jwtir: error ${code}: ${message}\n`);
+  if (hint) process.stderr.write(`  next: ${hint}\n`);
+  if (process.env.JWTIR_DEBUG && error instanceof Error) process.stderr.write(maskUrlsIn(error.stack ?? '', urls) + '\n');
+  return exitCode;
+}

@@ -1,0 +1,80 @@
+import chalk, { Chalk, type ChalkInstance } from 'chalk';
+import type { Ora } from 'ora';
+
+/**
+ * All CLI output goes through here. Machine output (`--json`) is the only thing on stdout;
+ * human output, progress and spinners go to stderr, so `jwtir ... --json | jq` always works.
+ */
+export class Output {
+  readonly json: boolean;
+  readonly color: ChalkInstance;
+  private spinner: Ora | undefined;
+  private readonly interactive: boolean;
+
+  constructor(opts: { json: boolean; color: boolean }) {
+    this.json = opts.json;
+    const colorOk = opts.color && !process.env.NO_COLOR && process.stderr.isTTY === true;
+    this.color = colorOk ? chalk : new Chalk({ level: 0 });
+    this.interactive = process.stderr.isTTY === true && !process.env.CI;
+  }
+
+  /** A line for people (stderr). */
+  info(text: string): void {
+    this.pauseSpinner(() => process.stderr.write(text + '\n'));
+  }
+
+  warn(text: string): void {
+    this.info(this.color.yellow('warning: ') + text);
+  }
+
+  /** The command's result: JSON on stdout with --json, otherwise rendered for people on stderr. */
+  result(data: unknown, human: () => string | void): void {
+    this.stopSpinner();
+    if (this.json) {
+      process.stdout.write(JSON.stringify(data, null, 2) + '\n');
+      return;
+    }
+    const text = human();
+    if (text) process.stderr.write(text + '\n');
+  }
+
+  /** Shows progress: a spinner on a terminal, plain lines otherwise (CI logs stay readable). */
+  async progress(text: string): Promise<void> {
+    if (this.json) return;
+    if (!this.interactive) {
+      process.stderr.write(`  … ${text}\n`);
+      return;
+    }
+    if (!this.spinner) {
+      const { default: ora } = await import('ora');
+      this.spinner = ora({ stream: process.stderr, text }).start();
+    } else {
+      this.spinner.text = text;
+    }
+  }
+
+  succeed(text: string): void {
+    if (this.json) return;
+    if (this.spinner) {
+      this.spinner.succeed(text);
+      this.spinner = undefined;
+    } else {
+      process.stderr.write(`${this.color.green('✔')} ${text}\n`);
+    }
+  }
+
+  stopSpinner(): void {
+    this.spinner?.stop();
+    this.spinner = undefined;
+  }
+
+  private pauseSpinner(write: () => void): void {
+    if (this.spinner?.isSpinning) {
+      this.spinner.clear();
+      write();
+      this.spinner.render();
+    } else {
+      write();
+    }
+  }
+}

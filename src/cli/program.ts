@@ -1,0 +1,146 @@
+import { Command, Option } from 'commander';
+import { withContext, type CommonOptions } from './context.js';
+
+/**
+ * Wires the commands together. Command modules are imported only when their command runs,
+ * so `jwtir --help` does not load database drivers or crypto.
+ */
+const EXIT_CODES = `
+Exit codes:
+  0    success
+  1    internal error (a bug: please report it)
+  2    bad input: a flag, argument, file or runbook is wrong; nothing was changed
+  3    conflict: a lock is held, or the state does not allow this (resume or roll back first)
+  4    a backend (Postgres, Redis, the embedded database) is unreachable
+  5    refused for safety: missing or wrong KEK, weak secret, unsafe file mode
+  6    integrity: the audit trail is broken, or could not be written (so nothing was done)
+  7    a runbook step failed; the run is stopped and can be resumed or rolled back
+  130  aborted: a confirmation was declined`;
+
+/** Options shared by every command (node-pg-migrate style option group). */
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option('--json', 'machine-readable output on stdout (human output stays on stderr)')
+    .option('--no-color', 'no colors (NO_COLOR is honoured too)')
+    .option('--database-url <url>', 'Postgres URL without a password (default: DATABASE_URL, else the embedded database)')
+    .option('--redis-url <url>', 'Redis URL without a password (default: REDIS_URL, else tables in the database)')
+    .option('--state-dir <dir>', 'directory of the embedded database (default: JWTIR_STATE_DIR or ./.jwtir)')
+    .option('--schema <name>', 'Postgres schema (default: JWTIR_SCHEMA or jwtir)')
+    .option('--config <file>', 'config file (default: JWTIR_CONFIG or ./jwtir.config.json)');
+}
+
+type Handler<A extends unknown[]> = (...args: A) => Promise<void>;
+
+/** Adapts a lazily imported command function to commander: the last two args are (opts, cmd). */
+function action<A extends unknown[]>(load: () => Promise<(ctx: import('./context.js').CommandContext, ...rest: A) => Promise<void>>): Handler<unknown[]> {
+  return async (...args: unknown[]) => {
+    const cmd = args.at(-1) as Command;
+    const opts = cmd.optsWithGlobals() as CommonOptions;
+    const positional = args.slice(0, -2);
+    const fn = await load();
+    await withContext(opts, (ctx) => fn(ctx, ...([...positional, opts] as unknown as A)));
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('jwtir')
+    .description('JWT incident response: contain a leaked signing secret without logging out your users.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `
+Start here:
+  jwtir init
+  JWT_SECRET=... jwtir keys import --kid legacy --alg HS256 --secret-env JWT_SECRET
+  jwtir rotate --staged --compromised --dry-run
+  jwtir rotate --staged --compromised
+${EXIT_CODES}`)
+    .exitOverride();
+
+  const cmd = (parent: Command, name: string, description: string, examples: string[] = []) => {
+    const c = withCommon(parent.command(name).description(description));
+    c.exitOverride().showHelpAfterError('(run with --help for usage)');
+    if (examples.length) c.addHelpText('after', `\nExamples:\n${examples.map((e) => `  $ ${e}`).join('\n')}\n${EXIT_CODES}`);
+    return c;
+  };
+
+  cmd(program, 'init', 'create or upgrade the state (schema, and a KEK file for the embedded default)', ['jwtir init', 'DATABASE_URL=postgres://jwtir@db/jwtir JWTIR_KEK=$(cat kek.b64) jwtir init']).action(
+    action(async () => (await import('./commands/init.js')).init),
+  );
+
+  cmd(program, 'status', 'keys, the policy version, and runs in progress', ['jwtir status', 'jwtir status --json | jq .runs']).action(
+    action(async () => (await import('./commands/status.js')).status),
+  );
+
+  const keys = program.command('keys').description('the key store: import, generate, list, publish');
+  cmd(keys, 'import', 'import the secret a service signs with (from an environment variable or stdin, never argv)', [
+    'JWT_SECRET=... jwtir keys import --kid legacy --alg HS256 --secret-env JWT_SECRET',
+    'vault kv get -field=secret app/jwt | jwtir keys import --kid legacy --alg HS256 --secret-stdin',
+  ])
+    .requiredOption('--kid <kid>', 'kid to store it under')
+    .addOption(new Option('--alg <alg>', 'algorithm').choices(['HS256']).makeOptionMandatory())
+    .option('--secret-env <VAR>', 'read the secret from this environment variable')
+    .option('--secret-stdin', 'read the secret from standard input')
+    .addOption(new Option('--secret-encoding <enc>', 'how the secret is written').choices(['utf8', 'base64', 'base64url', 'hex']).default('utf8'))
+    .option('--allow-weak', 'accept a secret shorter than 32 bytes (recorded in the audit trail)')
+    .option('--kidless', 'answer for tokens without a kid header (default: yes, unless another key does)')
+    .option('--no-kidless', 'do not answer for tokens without a kid header')
+    .option('--dry-run', 'print the plan only')
+    .action(action(async () => (await import('./commands/keys.js')).importKey));
+  cmd(keys, 'list', 'list keys and their states', ['jwtir keys list']).action(action(async () => (await import('./commands/keys.js')).list));
+  cmd(keys, 'show', 'show one key (never its private material)', ['jwtir keys show legacy'])
+    .argument('<kid>')
+    .action(action(async () => (await import('./commands/keys.js')).show));
+  cmd(keys, 'generate', 'generate a new staged key', ['jwtir keys generate --alg RS256', 'jwtir keys generate --alg ES256 --publish'])
+    .addOption(new Option('--alg <alg>', 'algorithm').choices(['HS256', 'RS256', 'ES256', 'EdDSA']).makeOptionMandatory())
+    .option('--publish', 'publish it to the guards right away')
+    .option('--dry-run', 'print the plan only')
+    .option('-y, --yes', 'do not ask')
+    .action(action(async () => (await import('./commands/keys.js')).generate));
+  cmd(keys, 'publish', 'publish the public JWKS to a file (atomically) and to the guards', ['jwtir keys publish --out /srv/www/.well-known/jwks.json'])
+    .option('--out <path>', 'write the JWKS to this file')
+    .option('--dry-run', 'print the plan only')
+    .action(action(async () => (await import('./commands/keys.js')).publish));
+
+  cmd(program, 'rotate', 'rotate the signing key in stages (runbooks/rotate.yaml)', [
+    'jwtir rotate --staged --compromised --dry-run',
+    'jwtir rotate --staged --compromised --yes',
+    'jwtir rotate --staged --alg RS256 --grace 2h --publish-wait 30s --privileged-roles admin,staff,support',
+  ])
+    .option('--staged', 'rotate in stages: publish, wait, switch, retire (required)')
+    .option('--from <kid>', 'key to rotate away from (default: the active key)')
+    .addOption(new Option('--alg <alg>', 'algorithm of the new key (default: the old key\'s)').choices(['HS256', 'RS256', 'ES256', 'EdDSA']))
+    .option('--compromised', 'flag the old key as compromised')
+    .option('--grace <duration>', 'how long the old key keeps verifying (default: longest token lifetime seen + clock tolerance)')
+    .option('--publish-wait <duration>', 'wait between publishing and signing with the new key (default 10s)')
+    .option('--privileged-roles <roles>', 'comma-separated roles whose old-key sessions end at once (default admin,staff)')
+    .option('--dry-run', 'print the plan with its blast radius, change nothing')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(action(async () => (await import('./commands/rotate.js')).rotate));
+
+  const runs = program.command('runs').description('runbook executions: list, inspect, resume, roll back');
+  cmd(runs, 'list', 'recent runs', ['jwtir runs list']).option('--limit <n>', 'how many', '20').action(action(async () => (await import('./commands/runs.js')).list));
+  cmd(runs, 'show', 'one run: steps, outputs and its audit rows', ['jwtir runs show 42'])
+    .argument('<id>')
+    .action(action(async () => (await import('./commands/runs.js')).show));
+  cmd(runs, 'resume', 'continue a stopped or crashed run', ['jwtir runs resume 42'])
+    .argument('<id>')
+    .option('--allow-changed-runbook', 'continue even though the runbook file changed since the run started')
+    .option('-y, --yes', 'do not ask at confirmation gates')
+    .action(action(async () => (await import('./commands/runs.js')).resume));
+  cmd(runs, 'rollback', 'undo a run (or back to a step) with its recorded undos, in reverse', ['jwtir runs rollback 42', 'jwtir runs rollback 42 --to activate'])
+    .argument('<id>')
+    .option('--to <step>', 'keep this step and the ones before it')
+    .option('-y, --yes', 'do not ask')
+    .action(action(async () => (await import('./commands/runs.js')).rollback));
+  cmd(runs, 'unlock', 'release the locks of an abandoned run without undoing it', ['jwtir runs unlock 42 --yes'])
+    .argument('<id>')
+    .option('-y, --yes', 'do not ask')
+    .action(action(async () => (await import('./commands/runs.js')).unlock));
+
+  const audit = program.command('audit').description('the audit trail and security checks');
+  cmd(audit, 'trail', 'verify the hash chain of the audit trail (exit 0 only when intact)', ['jwtir audit trail', 'jwtir audit trail --json']).action(
+    action(async () => (await import('./commands/audit.js')).trail),
+  );
+
+  return program;
+}

@@ -1,0 +1,119 @@
+/**
+ * One errors module. Every failure a user can cause or meet has a stable `code`, an exit code,
+ * and where possible a `hint`: the next thing to do. The CLI boundary (src/cli/main.ts) is the
+ * only place that turns these into output and a process exit code.
+ */
+
+/** Documented exit codes (README "Exit codes"). */
+export const ExitCode = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  conflict: 3,
+  unavailable: 4,
+  refused: 5,
+  integrity: 6,
+  runFailed: 7,
+  aborted: 130,
+} as const;
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class JwtirError extends Error {
+  readonly code: string = 'ERR_JWTIR';
+  readonly exitCode: ExitCodeValue = ExitCode.internal;
+  readonly hint: string | undefined;
+  readonly details: unknown;
+
+  constructor(message: string, opts: { hint?: string; cause?: unknown; details?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.hint = opts.hint;
+    this.details = opts.details;
+  }
+}
+
+/** A flag, argument, file or value the user gave is wrong. Nothing was changed. */
+export class UsageError extends JwtirError {
+  override readonly code: string = 'ERR_USAGE';
+  override readonly exitCode = ExitCode.usage;
+}
+export class InvalidDurationError extends UsageError {
+  override readonly code = 'ERR_DURATION_INVALID';
+}
+export class RunbookInvalidError extends UsageError {
+  override readonly code = 'ERR_RUNBOOK_INVALID';
+}
+export class ConfigInvalidError extends UsageError {
+  override readonly code = 'ERR_CONFIG_INVALID';
+}
+export class NotFoundError extends UsageError {
+  override readonly code: string = 'ERR_NOT_FOUND';
+}
+export class UnknownKidError extends NotFoundError {
+  override readonly code = 'ERR_KID_UNKNOWN';
+}
+export class UnknownRunError extends NotFoundError {
+  override readonly code = 'ERR_RUN_UNKNOWN';
+}
+/** Confirmation needed but there is no terminal to ask on and --yes was not given. */
+export class ConfirmationRequiredError extends UsageError {
+  override readonly code = 'ERR_CONFIRMATION_REQUIRED';
+}
+
+/** The current state forbids the action (lock held, run in progress, runbook changed). */
+export class ConflictError extends JwtirError {
+  override readonly code: string = 'ERR_CONFLICT';
+  override readonly exitCode = ExitCode.conflict;
+}
+export class LockHeldError extends ConflictError {
+  override readonly code = 'ERR_LOCK_HELD';
+}
+export class RunbookChangedError extends ConflictError {
+  override readonly code = 'ERR_RUNBOOK_CHANGED';
+}
+export class InvalidStateError extends ConflictError {
+  override readonly code = 'ERR_INVALID_STATE';
+}
+
+/** A backend (Postgres, Redis, the embedded store) cannot be reached or opened. */
+export class BackendUnavailableError extends JwtirError {
+  override readonly code = 'ERR_BACKEND_UNAVAILABLE';
+  override readonly exitCode = ExitCode.unavailable;
+}
+
+/** A security rule refused the action: weak secret, missing or wrong KEK, unsafe file modes. */
+export class RefusedError extends JwtirError {
+  override readonly code: string = 'ERR_REFUSED';
+  override readonly exitCode = ExitCode.refused;
+}
+export class KekMissingError extends RefusedError {
+  override readonly code = 'ERR_KEK_MISSING';
+}
+export class KekMismatchError extends RefusedError {
+  override readonly code = 'ERR_KEK_MISMATCH';
+}
+export class WeakSecretError extends RefusedError {
+  override readonly code = 'ERR_SECRET_WEAK';
+}
+
+/** The audit trail could not be written (so nothing happened) or failed verification. */
+export class AuditUnwritableError extends JwtirError {
+  override readonly code = 'ERR_AUDIT_UNWRITABLE';
+  override readonly exitCode = ExitCode.integrity;
+}
+export class AuditTamperedError extends JwtirError {
+  override readonly code = 'ERR_AUDIT_TAMPERED';
+  override readonly exitCode = ExitCode.integrity;
+}
+
+/** A runbook step failed; the run is stopped and can be resumed or rolled back. */
+export class RunFailedError extends JwtirError {
+  override readonly code = 'ERR_RUN_FAILED';
+  override readonly exitCode = ExitCode.runFailed;
+}
+
+/** The operator declined a confirmation gate. */
+export class AbortedError extends JwtirError {
+  override readonly code = 'ERR_ABORTED';
+  override readonly exitCode = ExitCode.aborted;
+}

@@ -1,0 +1,119 @@
+/**
+ * Strict compact-JWS parsing for the guard's hot path. Everything here runs before any key is
+ * looked up, so it must be cheap, synchronous (no fetching of keys named by the token) and must
+ * reject anything a lenient library might interpret differently from the issuer.
+ */
+
+export type RejectReason =
+  | 'malformed'
+  | 'too_large'
+  | 'not_jws'
+  | 'alg_none'
+  | 'alg_not_allowed'
+  | 'header_key_forbidden'
+  | 'crit_unsupported'
+  | 'kid_invalid'
+  | 'bad_signature';
+
+export class TokenRejected extends Error {
+  readonly reason: RejectReason;
+  constructor(reason: RejectReason, detail: string) {
+    super(`${reason}: ${detail}`);
+    this.name = 'TokenRejected';
+    this.reason = reason;
+  }
+}
+
+export interface ParsedJws {
+  header: Record<string, unknown>;
+  payload: Record<string, unknown>;
+  alg: string;
+  kid: string | undefined;
+  signingInput: string;
+  signature: Buffer;
+}
+
+export const DEFAULT_MAX_TOKEN_BYTES = 8192;
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+// A final character whose unused low bits are set decodes to the same bytes as the canonical one;
+// allowing it would let one signature be spelled several ways (defeating per-token rate limits
+// and replay caches keyed on the token string).
+const CANONICAL_LAST_2 = 'AQgw';
+const CANONICAL_LAST_3 = 'AEIMQUYcgkosw048';
+// Header keys that ask the verifier to trust a key shipped or referenced by the token itself.
+const FORBIDDEN_HEADER_KEYS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256'] as const;
+// kid is a lookup key that also ends up in logs and alerts: no control, format (bidi) or lone
+// surrogate characters, which legitimately issued kids never contain.
+const KID_BAD_CHARS = /[\p{Cc}\p{Cf}\p{Cs}]/u;
+const MAX_KID_CHARS = 256;
+// fatal: invalid UTF-8 must not be silently replaced; ignoreBOM keeps a BOM so JSON.parse rejects it.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function decodeSegment(seg: string, name: string): Buffer {
+  const rem = seg.length % 4;
+  const last = seg.charAt(seg.length - 1);
+  if (
+    !B64URL.test(seg) ||
+    rem === 1 ||
+    (rem === 2 && !CANONICAL_LAST_2.includes(last)) ||
+    (rem === 3 && !CANONICAL_LAST_3.includes(last))
+  ) {
+    throw new TokenRejected('malformed', `${name} is not canonical unpadded base64url`);
+  }
+  return Buffer.from(seg, 'base64url');
+}
+
+function decodeJsonObject(seg: string, name: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(UTF8.decode(decodeSegment(seg, name)));
+  } catch (err) {
+    if (err instanceof TokenRejected) throw err;
+    throw new TokenRejected('malformed', `${name} is not UTF-8 JSON`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new TokenRejected('malformed', `${name} is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function checkHeader(header: Record<string, unknown>): { alg: string; kid: string | undefined } {
+  // A JWE (or a JWS-shaped token carrying enc) must never reach key derivation such as PBES2.
+  if (Object.hasOwn(header, 'enc')) throw new TokenRejected('not_jws', 'header has enc');
+  const alg = header['alg'];
+  if (typeof alg !== 'string') throw new TokenRejected('malformed', 'header alg is not a string');
+  if (alg.toLowerCase() === 'none') throw new TokenRejected('alg_none', 'unsecured JWS');
+  for (const k of FORBIDDEN_HEADER_KEYS) {
+    if (Object.hasOwn(header, k)) throw new TokenRejected('header_key_forbidden', `header has ${k}`);
+  }
+  // We implement no crit extensions, so any crit (even an empty or malformed one) is unsupported.
+  if (Object.hasOwn(header, 'crit')) throw new TokenRejected('crit_unsupported', 'header has crit');
+  if (Object.hasOwn(header, 'b64') && header['b64'] !== true) {
+    throw new TokenRejected('crit_unsupported', 'unencoded payload (b64) is not supported');
+  }
+  if (!Object.hasOwn(header, 'kid')) return { alg, kid: undefined };
+  const kid = header['kid'];
+  if (typeof kid !== 'string' || kid.length === 0 || kid.length > MAX_KID_CHARS || KID_BAD_CHARS.test(kid)) {
+    throw new TokenRejected('kid_invalid', 'kid must be a 1..256 character printable string');
+  }
+  return { alg, kid };
+}
+
+export function parseCompactJws(token: string, maxBytes = DEFAULT_MAX_TOKEN_BYTES): ParsedJws {
+  if (typeof token !== 'string') throw new TokenRejected('malformed', 'token is not a string');
+  // UTF-16 length never exceeds the UTF-8 byte length, and non-ASCII fails the alphabet check anyway.
+  if (token.length > maxBytes) throw new TokenRejected('too_large', `token exceeds ${maxBytes} bytes`);
+  const d1 = token.indexOf('.');
+  const d2 = d1 < 0 ? -1 : token.indexOf('.', d1 + 1);
+  if (d2 < 0 || token.indexOf('.', d2 + 1) >= 0) {
+    throw new TokenRejected('not_jws', 'compact JWS has exactly three segments');
+  }
+  const sigSeg = token.slice(d2 + 1);
+  const header = decodeJsonObject(token.slice(0, d1), 'header');
+  const { alg, kid } = checkHeader(header);
+  const payload = decodeJsonObject(token.slice(d1 + 1, d2), 'payload');
+  if (sigSeg.length === 0) throw new TokenRejected('bad_signature', 'empty signature');
+  const signature = decodeSegment(sigSeg, 'signature');
+  return { header, payload, alg, kid, signingInput: token.slice(0, d2), signature };
+}

@@ -1,0 +1,36 @@
+import type { Action } from './action.js';
+import { jwksPublish } from './jwks.js';
+import {
+  keyActivate,
+  keyDestroy,
+  keyFlagCompromised,
+  keyForget,
+  keyGenerate,
+  keyImport,
+  keyPublish,
+  keyReactivate,
+  keyUnflagCompromised,
+  keyUnpublish,
+} from './keys.js';
+import { sessionsEndForRoles, watermarksClear } from './sessions.js';
+import { wait } from './wait.js';
+
+/** Every action a runbook may name. */
+export const ACTIONS: ReadonlyMap<string, Action> = new Map(
+  [
+    keyImport,
+    keyForget,
+    keyGenerate,
+    keyDestroy,
+    keyPublish,
+    keyUnpublish,
+    keyActivate,
+    keyReactivate,
+    keyFlagCompromised,
+    keyUnflagCompromised,
+    sessionsEndForRoles,
+    watermarksClear,
+    jwksPublish,
+    wait,
+  ].map((a) => [a.name, a as Action]),
+);

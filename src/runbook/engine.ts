@@ -1,0 +1,282 @@
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { AbortedError, AuditUnwritableError, JwtirError, RunbookChangedError, RunFailedError } from '../errors.js';
+import type { Kek } from '../crypto/kek.js';
+import type { Settings } from '../config/settings.js';
+import { appendAudit } from '../state/audit.js';
+import {
+  assertRunIs,
+  createRun,
+  getRun,
+  getSteps,
+  markStep,
+  markStepRunning,
+  releaseRunLocks,
+  setRunStatus,
+  takeOverRun,
+  type RunRecord,
+  type StepRecord,
+} from '../state/runs.js';
+import type { Backends } from '../store/open.js';
+import type { ActionContext } from './actions/action.js';
+import { ACTIONS } from './actions/index.js';
+import { failpoint } from './failpoint.js';
+import { loadRunbook, type Runbook } from './load.js';
+import type { StepDoc } from './schema.js';
+import { render, type Scope } from './template.js';
+
+export interface EngineEnv {
+  backends: Backends;
+  settings: Settings;
+  kek(): Promise<Kek>;
+}
+
+export type EngineEvent =
+  | { type: 'run'; runId: number; verb: 'start' | 'resume' | 'rollback' }
+  | { type: 'step'; step: string; phase: 'start' | 'done' | 'skipped' | 'undo' | 'undone'; description?: string; outputs?: unknown }
+  | { type: 'progress'; step: string; message: string };
+
+export interface EngineIO {
+  /** Skip confirmation gates (--yes). */
+  yes: boolean;
+  confirm(message: string): Promise<boolean>;
+  onEvent(event: EngineEvent): void;
+}
+
+export interface RunResult {
+  runId: number;
+  runbook: string;
+  status: RunRecord['status'];
+  steps: Array<Pick<StepRecord, 'step' | 'action' | 'state' | 'outputs' | 'error'>>;
+}
+
+/** Starts a run: takes the runbook's lock, records the start in the audit trail, runs the steps. */
+export async function startRun(env: EngineEnv, runbook: Runbook, params: Record<string, unknown>, io: EngineIO): Promise<RunResult> {
+  const { db } = env.backends;
+  const runId = await createRun(db, {
+    runbook: runbook.doc.name,
+    runbookPath: runbook.path,
+    runbookHash: runbook.hash,
+    params,
+    actor: env.settings.actor,
+    lock: runbook.doc.lock,
+    steps: runbook.doc.steps.map((s) => ({ id: s.id, action: s.action })),
+  });
+  try {
+    await appendAudit(db, { actor: env.settings.actor, action: `run.start`, runId, phase: 'start', params: { runbook: runbook.doc.name, hash: runbook.hash, params } }, `run:${runId}:start`);
+  } catch (error) {
+    // Fail closed and leave nothing behind: a run nobody can see in the audit trail must not hold a lock.
+    await db.transaction(async (tx) => {
+      await tx.query('DELETE FROM run_locks WHERE run_id = $1', [runId]);
+      await tx.query('DELETE FROM run_steps WHERE run_id = $1', [runId]);
+      await tx.query('DELETE FROM runs WHERE id = $1', [runId]);
+    });
+    throw error;
+  }
+  io.onEvent({ type: 'run', runId, verb: 'start' });
+  return drive(env, runbook, await getRun(db, runId), io);
+}
+
+/** Continues a run from where it stopped (a crash, a failure, a declined gate). */
+export async function resumeRun(env: EngineEnv, runId: number, io: EngineIO, opts: { allowChangedRunbook?: boolean } = {}): Promise<RunResult> {
+  const { db } = env.backends;
+  const before = await getRun(db, runId);
+  await assertRunIs(before, ['running', 'paused', 'failed'], 'resumed');
+  const runbook = loadRunbook(before.runbookPath);
+  if (runbook.hash !== before.runbookHash && !opts.allowChangedRunbook) {
+    throw new RunbookChangedError(`the runbook ${before.runbookPath} changed since run ${runId} started`, {
+      hint: `check the difference; to continue under the new file anyway: \`jwtir runs resume ${runId} --allow-changed-runbook\``,
+    });
+  }
+  const run = await takeOverRun(db, runId, runbook.doc.lock);
+  await appendAudit(db, {
+    actor: env.settings.actor,
+    action: 'run.resume',
+    runId,
+    phase: 'resume',
+    params: { runbookChanged: runbook.hash !== before.runbookHash, hash: runbook.hash },
+  });
+  await setRunStatus(db, runId, 'running');
+  io.onEvent({ type: 'run', runId, verb: 'resume' });
+  return drive(env, runbook, run, io);
+}
+
+async function drive(env: EngineEnv, runbook: Runbook, run: RunRecord, io: EngineIO): Promise<RunResult> {
+  const { db } = env.backends;
+  const records = new Map((await getSteps(db, run.id)).map((s) => [s.step, s]));
+  const scope: Scope = { params: run.params, steps: {} };
+  const stepsScope = scope.steps as Record<string, { outputs: unknown }>;
+  for (const [i, step] of runbook.doc.steps.entries()) {
+    const record = records.get(step.id);
+    if (record?.state === 'done' || record?.state === 'skipped') {
+      stepsScope[step.id] = { outputs: record.outputs ?? {} };
+      continue;
+    }
+    const previous = runbook.doc.steps[i - 1]?.id;
+    try {
+      const outputs = await runStep(env, run, step, scope, io, previous);
+      stepsScope[step.id] = { outputs };
+    } catch (error) {
+      return stopRun(env, run, step.id, error);
+    }
+  }
+  await appendAudit(db, { actor: env.settings.actor, action: 'run.done', runId: run.id, phase: 'done' }, `run:${run.id}:done`);
+  await setRunStatus(db, run.id, 'done');
+  await releaseRunLocks(db, run.id);
+  return result(env, run.id);
+}
+
+async function runStep(env: EngineEnv, run: RunRecord, step: StepDoc, scope: Scope, io: EngineIO, previous: string | undefined) {
+  const { db } = env.backends;
+  const action = ACTIONS.get(step.action)!;
+  const tag = `run:${run.id}:${step.id}`;
+  const base = { actor: env.settings.actor, action: step.action, runId: run.id, step: step.id };
+  if (step.when && !render(step.when, scope)) {
+    await appendAudit(db, { ...base, phase: 'skipped', params: { when: step.when } }, `${tag}:skipped`);
+    await markStep(db, run.id, step.id, 'skipped', { outputs: {} });
+    io.onEvent({ type: 'step', step: step.id, phase: 'skipped' });
+    return {};
+  }
+  const inputs = action.input.parse(render(step.with, scope));
+  if (step.confirm && !io.yes) {
+    const ok = await io.confirm(String(render(step.confirm, scope)));
+    if (!ok) throw new AbortedError(`stopped before step "${step.id}" at your request`);
+  }
+  const undoCommand = previous ? `jwtir runs rollback ${run.id} --to ${previous}` : `jwtir runs rollback ${run.id}`;
+  const description = action.describe(inputs);
+  // Intent first, in the run and in the audit trail; if either cannot be written, nothing happens.
+  const startedAt = await markStepRunning(db, run.id, step.id, inputs);
+  await appendAudit(db, { ...base, phase: 'intent', params: inputs, result: { description }, undo: undoCommand }, `${tag}:intent`);
+  io.onEvent({ type: 'step', step: step.id, phase: 'start', description });
+  failpoint(step.id, 'before');
+  const ctx: ActionContext = {
+    backends: env.backends,
+    settings: env.settings,
+    kek: env.kek,
+    runId: run.id,
+    step: step.id,
+    actor: env.settings.actor,
+    stepStartedAt: startedAt,
+    progress: (message) => io.onEvent({ type: 'progress', step: step.id, message }),
+  };
+  const outputs = await action.apply(ctx, inputs);
+  failpoint(step.id, 'after');
+  const undo = step.undo && 'action' in step.undo ? { action: step.undo.action, with: render(step.undo.with, { inputs, outputs }) } : null;
+  await appendAudit(db, { ...base, phase: 'done', result: outputs, undo: undoCommand }, `${tag}:done`);
+  await markStep(db, run.id, step.id, 'done', { outputs, ...(undo ? { undo } : {}) });
+  io.onEvent({ type: 'step', step: step.id, phase: 'done', outputs });
+  return outputs;
+}
+
+async function stopRun(env: EngineEnv, run: RunRecord, stepId: string, error: unknown): Promise<never> {
+  const { db } = env.backends;
+  const message = error instanceof Error ? error.message : String(error);
+  const declined = error instanceof AbortedError;
+  // The lock stays held: a half-done run must be resumed or rolled back, not raced by another.
+  await markStep(db, run.id, stepId, declined ? 'pending' : 'failed', { error: message }).catch(() => {});
+  await setRunStatus(db, run.id, declined ? 'paused' : 'failed', message).catch(() => {});
+  if (!(error instanceof AuditUnwritableError)) {
+    await appendAudit(db, { actor: env.settings.actor, action: declined ? 'run.pause' : 'run.fail', runId: run.id, step: stepId, phase: declined ? 'paused' : 'failed', result: { error: message } }).catch(() => {});
+  }
+  const next = `resume with \`jwtir runs resume ${run.id}\` or undo it with \`jwtir runs rollback ${run.id}\``;
+  if (error instanceof JwtirError) {
+    const Ctor = error.constructor as new (m: string, o: object) => JwtirError;
+    throw new Ctor(`run ${run.id} stopped at step "${stepId}": ${message}`, { hint: error.hint ? `${error.hint}; then ${next}` : next, cause: error });
+  }
+  throw new RunFailedError(`run ${run.id} stopped at step "${stepId}": ${message}`, { hint: next, cause: error });
+}
+
+/**
+ * Undoes a run by running the recorded undos in reverse, back to just after step `to` (or to
+ * the beginning). An interrupted step is first completed (its action is idempotent) so its
+ * effect is known and can be undone. Resumable: a rollback that crashes is run again.
+ */
+export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, opts: { to?: string } = {}): Promise<RunResult> {
+  const { db } = env.backends;
+  const before = await getRun(db, runId);
+  await assertRunIs(before, ['running', 'paused', 'failed', 'done', 'rolling_back'], 'rolled back');
+  const runbook = loadRunbook(before.runbookPath);
+  const stepIds = runbook.doc.steps.map((s) => s.id);
+  if (opts.to && !stepIds.includes(opts.to)) {
+    throw new RunFailedError(`run ${runId} has no step "${opts.to}"`, { hint: `steps: ${stepIds.join(', ')}` });
+  }
+  const run = await takeOverRun(db, runId, runbook.doc.lock);
+  await appendAudit(db, { actor: env.settings.actor, action: 'run.rollback', runId, phase: 'rollback', params: { to: opts.to ?? null } });
+  await setRunStatus(db, runId, 'rolling_back');
+  io.onEvent({ type: 'run', runId, verb: 'rollback' });
+  const keepThrough = opts.to ? stepIds.indexOf(opts.to) : -1;
+  try {
+    let steps = await getSteps(db, runId);
+    const interrupted = steps.find((s) => s.idx > keepThrough && (s.state === 'running' || s.state === 'failed'));
+    if (interrupted) {
+      // Finishing it first makes its outputs, and so its undo, known.
+      const scope: Scope = { params: run.params, steps: Object.fromEntries(steps.filter((s) => s.outputs).map((s) => [s.step, { outputs: s.outputs }])) };
+      const doc = runbook.doc.steps[interrupted.idx]!;
+      await runStep(env, run, doc, scope, { ...io, yes: true }, stepIds[interrupted.idx - 1]);
+      steps = await getSteps(db, runId);
+    }
+    for (const record of [...steps].reverse()) {
+      if (record.idx <= keepThrough || record.state !== 'done') continue;
+      await undoStep(env, run, record, io);
+    }
+  } catch (error) {
+    await setRunStatus(db, runId, 'rolling_back', error instanceof Error ? error.message : String(error));
+    throw error;
+  }
+  await appendAudit(db, { actor: env.settings.actor, action: 'run.rolled-back', runId, phase: 'rolled-back', params: { to: opts.to ?? null } }, `run:${runId}:rolled-back:${opts.to ?? ''}`);
+  await setRunStatus(db, runId, 'rolled_back');
+  await releaseRunLocks(db, runId);
+  return result(env, runId);
+}
+
+async function undoStep(env: EngineEnv, run: RunRecord, record: StepRecord, io: EngineIO): Promise<void> {
+  const { db } = env.backends;
+  const tag = `run:${run.id}:${record.step}`;
+  if (!record.undo) {
+    await markStep(db, run.id, record.step, 'rolled_back');
+    return;
+  }
+  const action = ACTIONS.get(record.undo.action)!;
+  const inputs = action.input.parse(record.undo.with);
+  const description = action.describe(inputs);
+  const base = { actor: env.settings.actor, action: record.undo.action, runId: run.id, step: record.step };
+  await appendAudit(db, { ...base, phase: 'undo-intent', params: inputs, result: { description } }, `${tag}:undo-intent`);
+  io.onEvent({ type: 'step', step: record.step, phase: 'undo', description });
+  failpoint(record.step, 'undo');
+  await action.apply(
+    {
+      backends: env.backends,
+      settings: env.settings,
+      kek: env.kek,
+      runId: run.id,
+      step: record.step,
+      actor: env.settings.actor,
+      stepStartedAt: record.startedAt ?? new Date(),
+      progress: (message) => io.onEvent({ type: 'progress', step: record.step, message }),
+    },
+    inputs,
+  );
+  await appendAudit(db, { ...base, phase: 'undo-done' }, `${tag}:undo-done`);
+  await markStep(db, run.id, record.step, 'rolled_back');
+  io.onEvent({ type: 'step', step: record.step, phase: 'undone' });
+}
+
+async function result(env: EngineEnv, runId: number): Promise<RunResult> {
+  const run = await getRun(env.backends.db, runId);
+  const steps = await getSteps(env.backends.db, runId);
+  return {
+    runId,
+    runbook: run.runbook,
+    status: run.status,
+    steps: steps.map(({ step, action, state, outputs, error }) => ({ step, action, state, outputs, error })),
+  };
+}
+
+/** sha256 of a runbook file as it is now (for `runs show`). */
+export function currentRunbookHash(file: string): string | null {
+  try {
+    return createHash('sha256').update(readFileSync(file)).digest('hex');
+  } catch {
+    return null;
+  }
+}

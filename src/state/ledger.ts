@@ -1,0 +1,49 @@
+import type { Queryable } from '../store/db.js';
+
+/** A session the service issued: what the forgery check and the blast radius read. */
+export interface LedgerSession {
+  sid: string;
+  sub: string;
+  kid: string | null;
+  roles: string[];
+  fph: string | null;
+  issuedAt: Date;
+  expiresAt: Date;
+  source?: string;
+}
+
+/**
+ * Records sessions in bulk, one statement per batch (unnest), idempotent by session id: a
+ * session seen again keeps its first record but takes the latest expiry.
+ */
+export async function recordSessions(db: Queryable, sessions: LedgerSession[], batchSize = 5000): Promise<void> {
+  for (let i = 0; i < sessions.length; i += batchSize) {
+    const part = sessions.slice(i, i + batchSize);
+    await db.query(
+      `INSERT INTO sessions (sid, sub, kid, roles, fph, issued_at, expires_at, source)
+       SELECT sid, sub, kid, ARRAY(SELECT jsonb_array_elements_text(roles::jsonb)), fph, issued_at, expires_at, source
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[])
+         AS t(sid, sub, kid, roles, fph, issued_at, expires_at, source)
+       ON CONFLICT (sid) DO UPDATE SET expires_at = greatest(sessions.expires_at, EXCLUDED.expires_at)`,
+      [
+        part.map((s) => s.sid),
+        part.map((s) => s.sub),
+        part.map((s) => s.kid),
+        part.map((s) => JSON.stringify(s.roles)),
+        part.map((s) => s.fph),
+        part.map((s) => s.issuedAt.toISOString()),
+        part.map((s) => s.expiresAt.toISOString()),
+        part.map((s) => s.source ?? 'guard'),
+      ],
+    );
+  }
+}
+
+/** The longest token lifetime the ledger has seen for a key, in ms (0 when it has none). */
+export async function longestLifetimeMs(db: Queryable, kid: string): Promise<number> {
+  const [row] = await db.query<{ ms: number | null }>(
+    `SELECT (extract(epoch FROM max(expires_at - issued_at)) * 1000)::bigint AS ms FROM sessions WHERE kid = $1`,
+    [kid],
+  );
+  return Number(row?.ms ?? 0);
+}

@@ -1,0 +1,44 @@
+import type { Db } from './db.js';
+import { LockId } from './db.js';
+import * as m001 from './migrations/001-initial.js';
+
+/** Ordered, append-only. A released migration is never edited; add a new one instead. */
+export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+  { version: 1, name: 'initial', sql: m001.sql },
+];
+
+/**
+ * Brings the schema up to date. Runs in one transaction under an advisory lock, so concurrent
+ * processes apply each migration exactly once and a failure leaves the schema as it was.
+ * Returns the versions applied now (empty when already current).
+ */
+export async function migrate(db: Db, schema: string): Promise<number[]> {
+  // Fast path: most invocations find the schema current and should not take the lock.
+  if (await isCurrent(db)) return [];
+  return db.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [LockId.migrations]);
+    await tx.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await tx.query(`SET LOCAL search_path TO ${schema}`);
+    await tx.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+    );
+    const done = new Set((await tx.query<{ version: number }>('SELECT version FROM schema_migrations')).map((r) => r.version));
+    const applied: number[] = [];
+    for (const migration of MIGRATIONS) {
+      if (done.has(migration.version)) continue;
+      await tx.exec(migration.sql);
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
+      applied.push(migration.version);
+    }
+    return applied;
+  });
+}
+
+async function isCurrent(db: Db): Promise<boolean> {
+  try {
+    const rows = await db.query<{ max: number | null }>('SELECT max(version) AS max FROM schema_migrations');
+    return rows[0]?.max === MIGRATIONS[MIGRATIONS.length - 1]!.version;
+  } catch {
+    return false;
+  }
+}
