@@ -8,7 +8,7 @@ import type { HotStore, WatermarkScope } from '../store/hot/hot-store.js';
 export async function syncWatermarks(db: Queryable, hot: HotStore, scope: WatermarkScope, subjects: string[]): Promise<void> {
   if (subjects.length === 0) return;
   const rows = await db.query<{ subject: string; nb: number }>(
-    `SELECT subject, ceil(extract(epoch FROM max(not_before)))::bigint AS nb
+    `SELECT subject, floor(extract(epoch FROM max(not_before)))::bigint AS nb
      FROM watermarks WHERE scope = $1 AND subject = ANY($2::text[]) GROUP BY subject`,
     [scope, subjects],
   );

@@ -15,7 +15,9 @@ export const sessionsEndForRoles = defineAction({
   describe: (i) => `end the ${i.kid} sessions of users with role ${i.roles.join(' or ')} (they log in again)`,
   async apply(ctx, i) {
     const db = ctx.backends.db;
-    const notBefore = new Date(Math.ceil(ctx.stepStartedAt.getTime() / 1000) * 1000);
+    // Whole seconds, like iat: a token issued in the same second as the watermark stays valid, so a user
+    // who logs in again right away is not turned back (iat < watermark is what ends a token).
+    const notBefore = new Date(Math.floor(ctx.stepStartedAt.getTime() / 1000) * 1000);
     if (i.roles.length > 0) {
       await db.query(
         `INSERT INTO watermarks (scope, subject, not_before, run_id, step, reason)
