@@ -97,6 +97,7 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
     throw error;
   }
 
+  let closed = false;
   let syncing: Promise<void> | undefined;
   let again = false;
   const sync = (): Promise<void> => {
@@ -173,6 +174,8 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
     },
     sync,
     async close() {
+      if (closed) return;
+      closed = true;
       if (timer) clearInterval(timer);
       timer = undefined;
       await stopWatch?.();

@@ -73,14 +73,14 @@ function checkSemantics(doc: RunbookDoc): string[] {
       for (const ref of references(value)) {
         const [root, name, sub, out] = ref.split('.');
         if (root === 'params') {
-          if (!name || !(name in doc.params)) problems.push(`${where}.${field}: \${{ ${ref} }} names no declared parameter`);
+          if (!name || !Object.hasOwn(doc.params, name)) problems.push(`${where}.${field}: \${{ ${ref} }} names no declared parameter`);
         } else if (root === 'steps') {
           const target = name ? seen.get(name) : undefined;
           if (!target) problems.push(`${where}.${field}: \${{ ${ref} }} refers to no earlier step`);
           else if (sub !== 'outputs' || !out || !ACTIONS.get(target)?.outputs.includes(out)) {
             problems.push(`${where}.${field}: \${{ ${ref} }} is not an output of step ${name} (${target})`);
           }
-        } else if (root && root in extra) {
+        } else if (root && Object.hasOwn(extra, root)) {
           if (!name || !extra[root]!.includes(name)) problems.push(`${where}.${field}: \${{ ${ref} }} is not available here`);
         } else {
           problems.push(`${where}.${field}: \${{ ${ref} }} must start with params. or steps.`);

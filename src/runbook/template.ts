@@ -36,7 +36,8 @@ function renderString(text: string, scope: Scope): unknown {
 function lookup(scope: Scope, path: string): unknown {
   let cur: unknown = scope;
   for (const part of path.split('.')) {
-    if (cur === null || typeof cur !== 'object' || !(part in (cur as Record<string, unknown>))) throw new UnresolvedReference(path);
+    // Own properties only: a runbook must not reach __proto__ or constructor.
+    if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, part)) throw new UnresolvedReference(path);
     cur = (cur as Record<string, unknown>)[part];
   }
   if (cur === undefined) throw new UnresolvedReference(path);
