@@ -20,13 +20,15 @@ Exit codes:
 /** Options shared by every command (node-pg-migrate style option group). */
 function withCommon(cmd: Command): Command {
   return cmd
+    .optionsGroup('Common options:')
     .option('--json', 'machine-readable output on stdout (human output stays on stderr)')
     .option('--no-color', 'no colors (NO_COLOR is honoured too)')
     .option('--database-url <url>', 'Postgres URL without a password (default: DATABASE_URL, else the embedded database)')
     .option('--redis-url <url>', 'Redis URL without a password (default: REDIS_URL, else tables in the database)')
     .option('--state-dir <dir>', 'directory of the embedded database (default: JWTIR_STATE_DIR or ./.jwtir)')
     .option('--schema <name>', 'Postgres schema (default: JWTIR_SCHEMA or jwtir)')
-    .option('--config <file>', 'config file (default: JWTIR_CONFIG or ./jwtir.config.json)');
+    .option('--config <file>', 'config file (default: JWTIR_CONFIG or ./jwtir.config.json)')
+    .optionsGroup('Options:');
 }
 
 type Handler<A extends unknown[]> = (...args: A) => Promise<void>;
