@@ -14,8 +14,14 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   } catch (error) {
     if (error instanceof CommanderError) {
-      // Help and version are "errors" to commander; anything else is a usage mistake it already printed.
-      return error.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+      // Help and version are "errors" to commander; anything else is a usage mistake it already printed
+      // on stderr. With --json, stdout still gets the machine-readable error every other failure gets.
+      if (error.exitCode === 0) return ExitCode.ok;
+      if (json) {
+        const message = maskUrlsIn(error.message.replace(/^error: /, ''), [process.env.DATABASE_URL, process.env.REDIS_URL]);
+        process.stdout.write(JSON.stringify({ error: { code: 'ERR_USAGE', message, hint: 'run with --help for usage', exitCode: ExitCode.usage } }, null, 2) + '\n');
+      }
+      return ExitCode.usage;
     }
     return report(error, json);
   }

@@ -1,4 +1,5 @@
 import { AbortedError } from '../errors.js';
+import { ACTIONS } from '../runbook/actions/index.js';
 import { startRun, type RunResult } from '../runbook/engine.js';
 import { loadRunbook, runbookPath } from '../runbook/load.js';
 import { resolveParams } from '../runbook/params.js';
@@ -25,6 +26,9 @@ export async function runRunbook(
     ctx.out.result({ dryRun: true, plan: printable }, () => renderPlan(plan, ctx.out.color) + '\n\n' + ctx.out.color.dim('dry run: nothing was changed'));
     return plan;
   }
+  // A missing or wrong KEK is refused before the run exists; otherwise the run would start, fail at
+  // its first key step and keep its lock, though nothing had changed.
+  if (plan.steps.some((s) => s.runs !== false && ACTIONS.get(s.action)?.needsKek)) await ctx.kek();
   const gated = opts.confirmPlan || plan.steps.some((s) => s.confirm && s.runs !== false);
   if (gated) ctx.requireInteractiveOrYes();
   if (!ctx.out.json && !opts.quietPlan) ctx.out.info(renderPlan(plan, ctx.out.color) + '\n');

@@ -3,12 +3,13 @@ import { appendAudit, listAudit } from '../../state/audit.js';
 import { getRun, getSteps, listRuns, releaseRunLocks, setRunStatus } from '../../state/runs.js';
 import { currentRunbookHash, resumeRun, rollbackRun } from '../../runbook/engine.js';
 import { AbortedError } from '../../errors.js';
+import { redact } from '../../state/redact.js';
 import type { CommandContext } from '../context.js';
 import { renderRunResult, table } from '../render.js';
 
 export async function list(ctx: CommandContext, o: { limit?: string }): Promise<void> {
   const runs = await listRuns((await ctx.backends()).db, o.limit ? parseIntStrict(o.limit, '--limit') : 20);
-  ctx.out.result({ runs }, () =>
+  ctx.out.result({ runs: runs.map((r) => ({ ...r, params: redact(r.params) })) }, () =>
     runs.length === 0
       ? 'no runs yet'
       : table(
@@ -24,7 +25,9 @@ export async function show(ctx: CommandContext, id: string): Promise<void> {
   const steps = await getSteps(db, run.id);
   const audit = await listAudit(db, { runId: run.id });
   const runbookChanged = currentRunbookHash(run.runbookPath) !== run.runbookHash;
-  ctx.out.result({ run, steps, audit: audit.map((a) => a.body), runbookChanged }, () => {
+  // Run parameters and step inputs can hold sealed key material: shown redacted, like the audit trail.
+  const shown = { run: { ...run, params: redact(run.params) }, steps: steps.map((s) => ({ ...s, inputs: redact(s.inputs), outputs: redact(s.outputs) })) };
+  ctx.out.result({ ...shown, audit: audit.map((a) => a.body), runbookChanged }, () => {
     const c = ctx.out.color;
     const lines = [
       renderRunResult({ runId: run.id, runbook: run.runbook, status: run.status, steps }, c),

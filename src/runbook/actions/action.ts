@@ -36,6 +36,8 @@ export interface Action<I = any, O extends Record<string, unknown> = Record<stri
   readonly mutates: boolean;
   /** Output names later steps and the undo can reference. */
   readonly outputs: readonly string[];
+  /** Reads or writes private key material: the KEK is checked before a run using it starts. */
+  readonly needsKek?: boolean;
   readonly input: z.ZodType<I>;
   describe(inputs: I): string;
   apply(ctx: ActionContext, inputs: I): Promise<O>;

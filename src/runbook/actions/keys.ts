@@ -12,6 +12,7 @@ const tagOf = (ctx: ActionContext) => `run:${ctx.runId}:${ctx.step}`;
 export const keyImport = defineAction({
   name: 'key.import',
   mutates: true,
+  needsKek: true,
   outputs: ['kid', 'state'],
   input: z.object({ kid: z.string().min(1).max(256), alg: ALG, sealedSecret: z.string().min(1), weak: z.boolean(), kidless: z.boolean() }),
   describe: (i) => `import ${i.alg} key ${i.kid}${i.weak ? ' (WEAK secret, allowed by --allow-weak)' : ''}${i.kidless ? ', answering for tokens without a kid' : ''}`,
@@ -61,6 +62,7 @@ export const keyForget = defineAction({
 export const keyGenerate = defineAction({
   name: 'key.generate',
   mutates: true,
+  needsKek: true,
   outputs: ['kid', 'alg'],
   input: z.object({ alg: ALG }),
   describe: (i) => `generate a new ${i.alg} key (staged: not yet published, not signing)`,
