@@ -1,12 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import { resolveSettings, type Settings } from '../config/settings.js';
-import { open as unseal } from '../crypto/envelope.js';
 import { loadKek } from '../crypto/kek.js';
-import { recordSessions } from '../state/ledger.js';
+import { recordDevice } from '../state/devices.js';
 import type { Backends } from '../store/open.js';
-import { decide, type Verdict } from './decide.js';
+import type { CounterRow } from '../store/hot/hot-store.js';
+import { authorize, type AuthorizeDeps } from './authorize.js';
+import { Issuer, type IssuedToken, type IssueRequest, type Session } from './issuer.js';
+import { TokenRateLimiter } from './rate-limit.js';
 import { catchUp, Replica } from './replica.js';
-import { signingKeyFrom, signJwt, type SigningKey } from './sign.js';
+import { Telemetry, type Alert } from './telemetry.js';
+import { TokenCache } from './token-cache.js';
+import type { RequestContext, Verdict } from './types.js';
+import type { VerifiedToken } from './verify-token.js';
 
 export interface GuardOptions {
   /** Postgres URL. Default: DATABASE_URL; neither means the embedded database (see stateDir). */
@@ -19,13 +23,13 @@ export interface GuardOptions {
   schema?: string;
   /** Redis key prefix. Default: JWTIR_REDIS_PREFIX or `jwtir:`. */
   redisPrefix?: string;
-  /** Already opened backends to share (for example in the CLI's own process); not closed by the guard. */
+  /** Already opened backends to share (for example in a single-process service); not closed by the guard. */
   backends?: Backends;
-  /** Key-encryption key, base64 of 32 bytes, needed for HS256 keys. Default: JWTIR_KEK, JWTIR_KEK_FILE or the embedded key file. */
+  /** Key-encryption key, base64 of 32 bytes, needed for HS256 keys and for issuing. Default: JWTIR_KEK, JWTIR_KEK_FILE or the embedded key file. */
   kek?: string;
-  /** Expected `iss`; unchecked when absent. */
+  /** Expected `iss`; unchecked when absent. Also set on issued tokens. */
   issuer?: string;
-  /** Expected `aud`; unchecked when absent. */
+  /** Expected `aud`; unchecked when absent. Also set on issued tokens. */
   audience?: string;
   /** Clock skew allowed, in seconds. Default: the policy's (30). */
   clockToleranceSec?: number;
@@ -33,50 +37,60 @@ export interface GuardOptions {
   maxTokenBytes?: number;
   /** How often to poll for changes besides push notifications, in ms. Default 1000. */
   pollIntervalMs?: number;
+  /** How long without a successful sync before the store counts as unreachable, in ms. Default 5000. */
+  staleAfterMs?: number;
+  /** How often counters and alerts are written, in ms. Default 5000. */
+  flushIntervalMs?: number;
+  /** Verified tokens remembered for the warm path. Default 100,000. */
+  cacheSize?: number;
   /** The clock, in epoch ms. Default Date.now; tests freeze it. */
   now?: () => number;
-  /** Called on sync problems; the guard never prints. */
+  /** Sync state changes, degradation and alerts; the guard itself never prints. */
   onEvent?: (event: GuardEvent) => void;
 }
 
-export type GuardEvent = { type: 'sync-error'; error: Error } | { type: 'synced'; version: number };
-
-export interface IssueRequest {
-  sub: string;
-  roles?: string[];
-  /** Access-token lifetime in seconds. Default 900. */
-  ttlSec?: number;
-  /** Session id; a new one is created when absent. */
-  sid?: string;
-  /** Device fingerprint hash to bind the token to. */
-  fph?: string;
-  claims?: Record<string, unknown>;
-}
-
-export interface IssuedToken {
-  token: string;
-  kid: string;
-  sid: string;
-  jti: string;
-  expiresAt: Date;
-}
+export type GuardEvent =
+  | { type: 'synced'; version: number }
+  | { type: 'sync-error'; error: Error }
+  /** The store stopped answering; the guard now follows the policy's fail mode. */
+  | { type: 'degraded'; failMode: 'closed' | 'open-for-reads'; error: Error }
+  | { type: 'recovered' }
+  | { type: 'alert'; alert: Alert };
 
 export interface Guard {
-  /** Verifies a token against the current keys, key states and watermarks. */
+  /** The full decision for one request: allow, step_up, block_critical or deny, with reasons. */
+  authorize(token: string | undefined, ctx?: RequestContext): Verdict;
+  /** The same decision for a read with no device context (kept from the first cut). */
   verify(token: string): Verdict;
-  /** Signs a new access token with the active key and records its session in the ledger. */
+  /** Signs an access token with the active key and records its session (and device) in the ledger. */
   issue(request: IssueRequest): Promise<IssuedToken>;
+  /** Starts a session: an access token and a refresh token (stored hashed). */
+  login(request: IssueRequest & { refreshTtlSec?: number }): Promise<Session>;
+  /** Rotates a refresh token; reuse of a spent one revokes the whole family and throws ERR_REFRESH_REUSED. */
+  refresh(refreshToken: string, ctx?: { fingerprint?: string; ttlSec?: number; refreshTtlSec?: number }): Promise<Session>;
+  /** Ends one session everywhere (refresh family and access tokens). */
+  revokeSession(sid: string): Promise<void>;
+  /** Marks a device as confirmed by a second factor, after the service's 2FA succeeded. */
+  confirmDevice(sub: string, fph: string): Promise<void>;
+  /** Records fraud protection's verdict on a device. */
+  setDeviceReputation(sub: string, fph: string, reputation: 'good' | 'bad'): Promise<void>;
   /** Applies pending changes now (normally pushed or polled). */
   sync(): Promise<void>;
+  /** Writes gathered counters and alerts now. */
+  flush(): Promise<void>;
+  /** Decision counts summed across all guard instances, from `fromMinute` (epoch minute). */
+  counters(fromMinute: number): Promise<CounterRow[]>;
   /** Increases with every applied change. */
   readonly version: number;
+  /** False while the store is unreachable (the fail mode applies). */
+  readonly healthy: boolean;
   close(): Promise<void>;
 }
 
 /**
- * Creates a guard: loads the keys and policy from the store, then follows the changes the CLI
- * makes (pushed through Redis Streams or Postgres NOTIFY, with polling as a fallback) without
- * a restart.
+ * Creates a guard: loads keys, policy, revocations and the device registry from the store into
+ * memory, then follows the changes the CLI makes (pushed through Redis Streams or Postgres
+ * NOTIFY, with polling as a fallback) without a restart.
  */
 export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
   const settings: Settings = resolveSettings(
@@ -85,17 +99,28 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
   );
   const owned = !options.backends;
   const backends = options.backends ?? (await (await import('../store/open.js')).openBackends(settings));
+  const emit = (event: GuardEvent) => options.onEvent?.(event);
   const kek = resolveKek(options, settings, backends);
   const replica = new Replica(kek);
   const now = options.now ?? Date.now;
-  let stopWatch: (() => Promise<void>) | undefined;
-  let timer: NodeJS.Timeout | undefined;
   try {
     replica.load(await backends.hot.snapshot());
   } catch (error) {
     if (owned) await backends.close();
     throw error;
   }
+
+  let lastOk = Date.now();
+  let degraded = false;
+  const staleAfter = options.staleAfterMs ?? 5000;
+  const healthy = () => !degraded && Date.now() - lastOk <= staleAfter;
+  const markFailure = (error: Error) => {
+    emit({ type: 'sync-error', error });
+    if (!degraded && Date.now() - lastOk > Math.min(staleAfter, 1000)) {
+      degraded = true;
+      emit({ type: 'degraded', failMode: replica.policy.failMode, error });
+    }
+  };
 
   let closed = false;
   let syncing: Promise<void> | undefined;
@@ -109,78 +134,86 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
       do {
         again = false;
         try {
-          if ((await catchUp(replica, backends.hot)) > 0) options.onEvent?.({ type: 'synced', version: replica.version });
+          const keysBefore = replica.keysVersion;
+          const applied = await catchUp(replica, backends.hot);
+          lastOk = Date.now();
+          if (degraded) {
+            degraded = false;
+            emit({ type: 'recovered' });
+          }
+          if (replica.keysVersion !== keysBefore) cache.clear();
+          if (applied > 0) emit({ type: 'synced', version: replica.version });
         } catch (error) {
-          options.onEvent?.({ type: 'sync-error', error: error as Error });
+          markFailure(error as Error);
         }
-      } while (again);
+      } while (again && !closed);
     })().finally(() => {
       syncing = undefined;
     });
     return syncing;
   };
 
-  stopWatch = await backends.hot.watch(() => void sync()).catch(() => undefined);
-  timer = setInterval(() => void sync(), options.pollIntervalMs ?? 1000);
-  timer.unref();
-  await sync();
-
-  const signingKeys = new Map<string, SigningKey>();
-  const signingKey = async (kid: string): Promise<SigningKey> => {
-    const cached = signingKeys.get(kid);
-    if (cached) return cached;
-    const [row] = await backends.db.query<{ alg: 'HS256' | 'RS256' | 'ES256' | 'EdDSA'; private_enc: string | null }>(
-      'SELECT alg, private_enc FROM keys WHERE kid = $1',
-      [kid],
-    );
-    if (!row?.private_enc) throw new Error(`the private material of key ${kid} is not available`);
-    if (!kek) throw new Error('issuing tokens needs the KEK: set JWTIR_KEK or pass kek');
-    const key = signingKeyFrom(kid, row.alg, unseal(kek, row.private_enc, kid));
-    signingKeys.set(kid, key);
-    return key;
+  const telemetry = new Telemetry(backends.hot, backends.db);
+  const cache = new TokenCache<VerifiedToken>(options.cacheSize ?? 100_000);
+  const onAlert = (alert: Alert) => emit({ type: 'alert', alert });
+  const deps: AuthorizeDeps = {
+    replica,
+    cache,
+    limiter: new TokenRateLimiter(),
+    telemetry,
+    now,
+    healthy,
+    onAlert,
+    issuer: options.issuer,
+    audience: options.audience,
+    maxTokenBytes: options.maxTokenBytes,
+    clockToleranceSec: options.clockToleranceSec,
   };
+  const issuer = new Issuer(backends, replica, kek, now, { iss: options.issuer, aud: options.audience }, (alert) => {
+    telemetry.alert(alert);
+    onAlert(alert);
+  });
+
+  const stopWatch = await backends.hot.watch(() => void sync()).catch(() => undefined);
+  const timers = [
+    setInterval(() => void sync(), options.pollIntervalMs ?? 1000),
+    setInterval(() => void telemetry.flush().catch((error: Error) => emit({ type: 'sync-error', error })), options.flushIntervalMs ?? 5000),
+    setInterval(() => replica.pruneExpired(now() / 1000), 60_000),
+  ];
+  for (const t of timers) t.unref();
+  await sync();
 
   return {
     get version() {
       return replica.version;
     },
-    verify(token) {
-      return decide(replica, token, {
-        now: now(),
-        clockToleranceSec: options.clockToleranceSec ?? Number(replica.policy?.doc.clockToleranceSec ?? 30),
-        issuer: options.issuer,
-        audience: options.audience,
-        maxTokenBytes: options.maxTokenBytes,
-      });
+    get healthy() {
+      return healthy();
     },
-    async issue(req) {
-      const kid = replica.activeKid;
-      if (!kid) throw new Error('there is no active signing key: import or rotate one with the jwtir CLI');
-      const key = await signingKey(kid);
-      const iat = Math.floor(now() / 1000);
-      const exp = iat + (req.ttlSec ?? 900);
-      const sid = req.sid ?? randomUUID();
-      const jti = randomUUID();
-      const payload: Record<string, unknown> = { ...req.claims, sub: req.sub, sid, jti, iat, exp };
-      if (req.roles) payload.roles = req.roles;
-      if (req.fph) payload.fph = req.fph;
-      if (options.issuer) payload.iss = options.issuer;
-      if (options.audience) payload.aud = options.audience;
-      const token = signJwt(key, payload);
-      await recordSessions(backends.db, [
-        { sid, sub: req.sub, kid, roles: req.roles ?? [], fph: req.fph ?? null, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) },
-      ]);
-      return { token, kid, sid, jti, expiresAt: new Date(exp * 1000) };
+    authorize: (token, ctx) => authorize(deps, token, ctx),
+    verify: (token) => authorize(deps, token, {}),
+    issue: (req) => issuer.issue(req),
+    login: (req) => issuer.login(req),
+    refresh: (token, ctx) => issuer.refresh(token, ctx),
+    revokeSession: (sid) => issuer.revokeSession(sid),
+    async confirmDevice(sub, fph) {
+      await recordDevice(backends.db, backends.hot, { sub, fph, confirmed: true });
+      await sync();
+    },
+    async setDeviceReputation(sub, fph, reputation) {
+      await recordDevice(backends.db, backends.hot, { sub, fph, reputation });
+      await sync();
     },
     sync,
+    flush: () => telemetry.flush(),
+    counters: (fromMinute) => backends.hot.readCounters(fromMinute),
     async close() {
       if (closed) return;
       closed = true;
-      if (timer) clearInterval(timer);
-      timer = undefined;
+      for (const t of timers) clearInterval(t);
       await stopWatch?.();
-      stopWatch = undefined;
       await syncing;
+      await telemetry.flush().catch(() => {});
       if (owned) await backends.close();
     },
   };
@@ -191,7 +224,7 @@ function resolveKek(options: GuardOptions, settings: Settings, backends: Backend
   try {
     return loadKek({ env: process.env, kekFile: settings.kekFile, embeddedStateDir: backends.embedded ? settings.stateDir : undefined }).key;
   } catch {
-    // Only HS256 keys need it; the replica reports clearly if one appears without it.
+    // Only HS256 keys and issuing need it; the replica reports clearly if an HS256 key appears without it.
     return undefined;
   }
 }

@@ -3,7 +3,16 @@
  * CLI's packages (commander, inquirer, chalk, ora).
  */
 export { createGuard } from './guard.js';
-export type { Guard, GuardEvent, GuardOptions, IssueRequest, IssuedToken } from './guard.js';
-export type { DenyReason, Verdict } from './decide.js';
+export type { Guard, GuardEvent, GuardOptions } from './guard.js';
+export type { IssueRequest, IssuedToken, Session } from './issuer.js';
+export type { Decision, Reason, RequestContext, Verdict } from './types.js';
+export type { Alert } from './telemetry.js';
+export { GuardError, NO_ACTIVE_KEY, REFRESH_FINGERPRINT, REFRESH_INVALID, REFRESH_REUSED } from './errors.js';
+export { cohortOf } from './cohort.js';
+export { httpDenial, bearerToken, cookieValue } from './http.js';
+export type { DenialOptions, HttpDenial } from './http.js';
+export { refreshCookie, clearCookie } from './cookies.js';
+export { guardMiddleware } from './adapters/express.js';
+export { guardHook } from './adapters/fastify.js';
 export { recordSessions } from '../state/ledger.js';
 export type { LedgerSession } from '../state/ledger.js';

@@ -1,11 +1,28 @@
 import { open as unseal } from '../crypto/envelope.js';
-import type { HotChange, HotPolicy, HotSnapshot, HotStore, PublishedKey, WatermarkScope } from '../store/hot/hot-store.js';
+import { normalizePolicy, type PolicyDoc } from '../state/policy.js';
+import {
+  REVOCATION_KINDS,
+  type DeviceEntry,
+  type HotChange,
+  type HotSnapshot,
+  type HotStore,
+  type PublishedKey,
+  type RevocationKind,
+  type WatermarkScope,
+} from '../store/hot/hot-store.js';
 import { createVerificationKey, type VerificationKey } from './verification-key.js';
 
 /** A published key with its ready-to-use verifier (null when the key verifies nothing). */
 export interface LiveKey {
   meta: PublishedKey;
   verifier: VerificationKey | null;
+  /** The reference ledger of a compromised key; undefined while none is loaded. */
+  ledger: { sids: Set<string>; subs: Set<string> } | undefined;
+}
+
+export interface DeviceInfo {
+  confirmed: boolean;
+  reputation: 'good' | 'bad' | null;
 }
 
 /**
@@ -16,34 +33,81 @@ export class Replica {
   keys = new Map<string, LiveKey>();
   kidlessKid: string | undefined;
   activeKid: string | undefined;
-  policy: HotPolicy | null = null;
-  readonly watermarks: Record<WatermarkScope, Map<string, number>> = { user: new Map(), kid: new Map() };
+  policy: PolicyDoc = normalizePolicy(undefined);
+  policyVersion = 0;
+  watermarks: Record<WatermarkScope, Map<string, number>> = { user: new Map(), kid: new Map() };
+  revocations: Record<RevocationKind, Map<string, number>> = { jti: new Map(), sid: new Map(), fph: new Map() };
+  /** sub → fph → what is known of that device. */
+  devices = new Map<string, Map<string, DeviceInfo>>();
+  private ledger = new Map<string, { sids: Set<string>; subs: Set<string> }>();
   cursor = '0';
   /** Bumped on every applied change; tests and health checks read it. */
   version = 0;
+  /** Bumped when keys change: cached signature checks are only valid for one key set. */
+  keysVersion = 0;
 
   constructor(private readonly kek: Buffer | undefined) {}
 
   load(snapshot: HotSnapshot): void {
+    this.ledger = snapshot.ledger;
     this.applyKeys(snapshot.keys);
-    this.policy = snapshot.policy;
-    this.watermarks.user = new Map(snapshot.watermarks.user);
-    this.watermarks.kid = new Map(snapshot.watermarks.kid);
+    this.setPolicy(snapshot.policy);
+    this.watermarks = snapshot.watermarks;
+    this.revocations = snapshot.revocations;
+    this.devices = new Map();
+    this.applyDevices(snapshot.devices);
     this.cursor = snapshot.cursor;
     this.version += 1;
   }
 
   apply(change: HotChange): void {
-    if (change.t === 'keys') this.applyKeys(change.keys);
-    else if (change.t === 'policy') this.policy = change.policy;
-    else {
-      const map = this.watermarks[change.scope];
-      for (const [subject, nb] of change.entries) {
-        if (nb === null) map.delete(subject);
-        else map.set(subject, nb);
+    switch (change.t) {
+      case 'keys':
+        this.applyKeys(change.keys);
+        break;
+      case 'policy':
+        this.setPolicy(change.policy);
+        break;
+      case 'wm':
+        applyNumbers(this.watermarks[change.scope], change.entries);
+        break;
+      case 'rev':
+        applyNumbers(this.revocations[change.kind], change.entries);
+        break;
+      case 'dev':
+        this.applyDevices(change.entries);
+        break;
+      case 'ledger': {
+        let entry = this.ledger.get(change.kid);
+        if (!entry) this.ledger.set(change.kid, (entry = { sids: new Set(), subs: new Set() }));
+        for (const sid of change.sids) entry.sids.add(sid);
+        for (const sub of change.subs) entry.subs.add(sub);
+        const key = this.keys.get(change.kid);
+        if (key) key.ledger = entry;
+        break;
       }
     }
     this.version += 1;
+  }
+
+  /** Drops revocations whose tokens have expired anyway; keeps memory bounded over a long incident. */
+  pruneExpired(nowSec: number): void {
+    for (const kind of REVOCATION_KINDS) {
+      for (const [value, exp] of this.revocations[kind]) if (exp <= nowSec) this.revocations[kind].delete(value);
+    }
+  }
+
+  private setPolicy(policy: { version: number; doc: Record<string, unknown> } | null): void {
+    this.policy = normalizePolicy(policy?.doc);
+    this.policyVersion = policy?.version ?? 0;
+  }
+
+  private applyDevices(entries: DeviceEntry[]): void {
+    for (const d of entries) {
+      let forUser = this.devices.get(d.sub);
+      if (!forUser) this.devices.set(d.sub, (forUser = new Map()));
+      forUser.set(d.fph, { confirmed: d.confirmed, reputation: d.reputation });
+    }
   }
 
   private applyKeys(published: PublishedKey[]): void {
@@ -53,11 +117,12 @@ export class Replica {
       // Reuse the verifier when the material is unchanged: unsealing and key import are not free.
       const sameMaterial = previous && previous.meta.sealedSecret === meta.sealedSecret && JSON.stringify(previous.meta.publicJwk) === JSON.stringify(meta.publicJwk);
       const verifier = meta.state === 'disabled' || meta.state === 'destroyed' ? null : sameMaterial && previous.verifier ? previous.verifier : this.verifierFor(meta);
-      next.set(meta.kid, { meta, verifier });
+      next.set(meta.kid, { meta, verifier, ledger: this.ledger.get(meta.kid) });
     }
     this.keys = next;
     this.kidlessKid = published.find((k) => k.kidless)?.kid;
     this.activeKid = published.find((k) => k.state === 'active')?.kid;
+    this.keysVersion += 1;
   }
 
   private verifierFor(meta: PublishedKey): VerificationKey {
@@ -70,6 +135,13 @@ export class Replica {
     }
     if (!meta.publicJwk) throw new TypeError(`key ${meta.kid} has no public key`);
     return createVerificationKey(meta.kid, meta.alg, { jwk: meta.publicJwk });
+  }
+}
+
+function applyNumbers(map: Map<string, number>, entries: Array<[string, number | null]>): void {
+  for (const [key, value] of entries) {
+    if (value === null) map.delete(key);
+    else map.set(key, value);
   }
 }
 

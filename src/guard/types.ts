@@ -47,6 +47,7 @@ export type Reason =
   | 'iat_in_future'
   | 'iat_missing'
   | 'too_old'
+  | 'lifetime_too_long'
   | 'issuer_mismatch'
   | 'audience_mismatch'
   // revocations

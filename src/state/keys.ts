@@ -89,6 +89,7 @@ export function toPublishedKeys(keys: KeyRecord[]): PublishedKey[] {
       compromised: k.compromised,
       compromisedAt: k.compromisedAt?.getTime() ?? null,
       activatedAt: k.activatedAt?.getTime() ?? null,
+      retiredAt: k.retiredAt?.getTime() ?? null,
       ...(k.alg === 'HS256' ? { sealedSecret: k.privateEnc ?? undefined } : { publicJwk: k.publicJwk ?? undefined }),
     }));
 }

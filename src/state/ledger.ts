@@ -1,4 +1,5 @@
 import type { Queryable } from '../store/db.js';
+import type { HotStore } from '../store/hot/hot-store.js';
 
 /** A session the service issued: what the forgery check and the blast radius read. */
 export interface LedgerSession {
@@ -46,4 +47,20 @@ export async function longestLifetimeMs(db: Queryable, kid: string): Promise<num
     [kid],
   );
   return Number(row?.ms ?? 0);
+}
+
+/**
+ * Pushes the sessions (and their users) a key signed for to the hot store: the reference the
+ * guard's forgery check uses once the key is compromised. Paged by session id, idempotent.
+ */
+export async function syncLedgerToHotStore(db: Queryable, hot: HotStore, kid: string, pageSize = 50_000): Promise<number> {
+  let after = '';
+  let total = 0;
+  for (;;) {
+    const rows = await db.query<{ sid: string; sub: string }>('SELECT sid, sub FROM sessions WHERE kid = $1 AND sid > $2 ORDER BY sid LIMIT $3', [kid, after, pageSize]);
+    if (rows.length === 0) return total;
+    await hot.putLedger(kid, rows.map((r) => r.sid), [...new Set(rows.map((r) => r.sub))]);
+    total += rows.length;
+    after = rows.at(-1)!.sid;
+  }
 }

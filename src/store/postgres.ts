@@ -6,11 +6,13 @@ import type { Db, Queryable } from './db.js';
 const INT8_OID = 20;
 
 /** Opens a pool on `url` whose sessions use `schema` as their search path. */
-export async function openPostgres(url: string, schema: string, opts: { connectTimeoutMs?: number; max?: number } = {}): Promise<Db> {
+export async function openPostgres(url: string, schema: string, opts: { connectTimeoutMs?: number; queryTimeoutMs?: number; max?: number } = {}): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 4,
     connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+    // Nothing may hang on the database: a query that takes this long is failed client-side.
+    query_timeout: opts.queryTimeoutMs ?? 30_000,
     options: `-c search_path=${schema}`,
     // Per-pool parsers: a host service's own pg usage keeps its global defaults.
     types: {

@@ -81,7 +81,9 @@ for (const c of backendCases('guard', ['postgres+redis', 'postgres', 'embedded']
       await runOk(['keys', 'publish', '--out', path.join(dir, 'jwks.json')], { env: c.env });
       guard = await guardFor(c.env);
       const issued = await guard.issue({ sub: 'carol', roles: ['customer'], ttlSec: 300, fph: 'f'.repeat(64) });
-      expect(guard.verify(issued.token)).toMatchObject({ decision: 'allow', kid: issued.kid });
+      // The token is bound to its device: it passes only with that device's fingerprint.
+      expect(guard.authorize(issued.token, { fingerprint: 'f'.repeat(64) })).toMatchObject({ decision: 'allow', kid: issued.kid });
+      expect(guard.verify(issued.token)).toMatchObject({ decision: 'deny', reasons: ['fingerprint_missing'] });
       const jwks = createLocalJWKSet(JSON.parse(readFileSync(path.join(dir, 'jwks.json'), 'utf8')));
       const { payload, protectedHeader } = await jwtVerify(issued.token, jwks, { algorithms: ['ES256'] });
       expect(protectedHeader).toMatchObject({ alg: 'ES256', kid: issued.kid });

@@ -3,6 +3,7 @@ import { InvalidStateError, UsageError } from '../../errors.js';
 import { generateKeyMaterial, newKid } from '../../crypto/keygen.js';
 import { seal } from '../../crypto/envelope.js';
 import { findActiveKey, findKey, findKeyByOrigin, getKey, insertKey, syncKeysToHotStore } from '../../state/keys.js';
+import { syncLedgerToHotStore } from '../../state/ledger.js';
 import { defineAction, type ActionContext } from './action.js';
 
 const ALG = z.enum(['HS256', 'RS256', 'ES256', 'EdDSA']);
@@ -227,6 +228,9 @@ export const keyFlagCompromised = defineAction({
       [i.kid, tagOf(ctx)],
     );
     await syncKeysToHotStore(db, ctx.backends.hot);
+    // The guard's forgery check compares this key's tokens with the sessions it really signed.
+    const ledger = await syncLedgerToHotStore(db, ctx.backends.hot, i.kid);
+    ctx.progress(`pushed the ledger of ${i.kid} (${ledger} sessions) to the guards for the forgery check`);
     const key = await getKey(db, i.kid);
     return { kid: i.kid, compromisedAt: key.compromisedAt!.toISOString() };
   },

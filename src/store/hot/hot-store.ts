@@ -26,6 +26,8 @@ export interface PublishedKey {
   compromised: boolean;
   compromisedAt: number | null;
   activatedAt: number | null;
+  /** Epoch ms when it stopped signing (became retiring); null while it may sign. */
+  retiredAt: number | null;
   publicJwk?: JsonWebKey;
   sealedSecret?: string;
 }
@@ -36,12 +38,27 @@ export interface HotPolicy {
 }
 
 export type WatermarkScope = 'user' | 'kid';
+export type RevocationKind = 'jti' | 'sid' | 'fph';
+export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sid', 'fph'];
+
+/** A device a user has used: recorded when a token is issued for it, confirmed after a second factor. */
+export interface DeviceEntry {
+  sub: string;
+  fph: string;
+  confirmed: boolean;
+  reputation: 'good' | 'bad' | null;
+}
 
 export type HotChange =
   | { t: 'keys'; keys: PublishedKey[] }
   | { t: 'policy'; policy: HotPolicy }
   /** Watermarks in epoch seconds; null removes the subject's watermark. */
-  | { t: 'wm'; scope: WatermarkScope; entries: Array<[string, number | null]> };
+  | { t: 'wm'; scope: WatermarkScope; entries: Array<[string, number | null]> }
+  /** Revoked values with the epoch second their entry expires; null removes it. */
+  | { t: 'rev'; kind: RevocationKind; entries: Array<[string, number | null]> }
+  | { t: 'dev'; entries: DeviceEntry[] }
+  /** The sessions and users a compromised key really signed for (the forgery check's reference). */
+  | { t: 'ledger'; kid: string; sids: string[]; subs: string[] };
 
 export interface HotSnapshot {
   /** Position in the change feed at (or before) the moment the snapshot was read. */
@@ -49,6 +66,20 @@ export interface HotSnapshot {
   keys: PublishedKey[];
   policy: HotPolicy | null;
   watermarks: Record<WatermarkScope, Map<string, number>>;
+  revocations: Record<RevocationKind, Map<string, number>>;
+  devices: DeviceEntry[];
+  ledger: Map<string, { sids: Set<string>; subs: Set<string> }>;
+}
+
+/** Decisions counted per minute by kid, decision, reason and cohort, summed across guard instances. */
+export interface CounterRow {
+  /** Epoch minute (floor(ms / 60000)). */
+  minute: number;
+  kid: string;
+  decision: string;
+  reason: string;
+  cohort: number;
+  n: number;
 }
 
 export interface HotStore {
@@ -56,6 +87,13 @@ export interface HotStore {
   publishKeys(keys: PublishedKey[]): Promise<void>;
   publishPolicy(policy: HotPolicy): Promise<void>;
   putWatermarks(scope: WatermarkScope, entries: Array<[string, number | null]>): Promise<void>;
+  putRevocations(kind: RevocationKind, entries: Array<[string, number | null]>): Promise<void>;
+  putDevices(entries: DeviceEntry[]): Promise<void>;
+  /** Adds to the reference ledger of a compromised key. */
+  putLedger(kid: string, sids: string[], subs: string[]): Promise<void>;
+  /** Adds decision counts (summed with what other instances added). */
+  addCounters(rows: CounterRow[]): Promise<void>;
+  readCounters(fromMinute: number): Promise<CounterRow[]>;
   snapshot(): Promise<HotSnapshot>;
   /** Changes after `cursor`, oldest first; 'gap' when the feed no longer reaches back that far. */
   changesSince(cursor: string, limit?: number): Promise<{ cursor: string; changes: HotChange[] } | 'gap'>;
@@ -65,6 +103,18 @@ export interface HotStore {
    */
   watch(onWake: () => void): Promise<(() => Promise<void>) | undefined>;
   close(): Promise<void>;
+}
+
+export function emptySnapshot(cursor: string): HotSnapshot {
+  return {
+    cursor,
+    keys: [],
+    policy: null,
+    watermarks: { user: new Map(), kid: new Map() },
+    revocations: { jti: new Map(), sid: new Map(), fph: new Map() },
+    devices: [],
+    ledger: new Map(),
+  };
 }
 
 /** Big watermark or revocation changes are split so no single feed entry gets huge. */

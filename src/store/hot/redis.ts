@@ -1,12 +1,26 @@
 import { Redis } from 'ioredis';
 import { BackendUnavailableError } from '../../errors.js';
 import { maskUrl, maskUrlsIn } from '../../config/mask.js';
-import { chunk, jwksOf, type HotChange, type HotPolicy, type HotSnapshot, type HotStore, type PublishedKey, type WatermarkScope } from './hot-store.js';
+import {
+  chunk,
+  emptySnapshot,
+  jwksOf,
+  REVOCATION_KINDS,
+  type CounterRow,
+  type DeviceEntry,
+  type HotChange,
+  type HotSnapshot,
+  type HotStore,
+  type PublishedKey,
+} from './hot-store.js';
 
 /** Keeps the feed bounded; a guard that falls further behind than this re-reads a snapshot. */
 const STREAM_MAXLEN = 100_000;
 /** Every Redis call has a deadline: nothing on the request path or in a run may hang on Redis. */
 const COMMAND_TIMEOUT_MS = 2000;
+/** Counters are kept two days: long enough for any health gate or post-incident look. */
+const COUNTER_TTL_S = 2 * 24 * 3600;
+const SEP = '\u0000';
 
 export async function openRedisHotStore(url: string, prefix: string): Promise<HotStore> {
   const redis = newClient(url);
@@ -24,47 +38,110 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
     /** Standard JWKS for outside verifiers that read Redis. */
     jwks: `${prefix}jwks`,
     policy: `${prefix}policy`,
-    wm: (scope: WatermarkScope) => `${prefix}wm:${scope}`,
     changes: `${prefix}changes`,
+    hash: (name: string) => `${prefix}${name}`,
+    ledgerKids: `${prefix}ledger:kids`,
+    ledger: (kid: string, kind: 'sid' | 'sub') => `${prefix}ledger:${kind}:${kid}`,
+    counters: (minute: number) => `${prefix}ctr:${minute}`,
   };
-  const xadd = (multi: ReturnType<Redis['multi']>, change: HotChange) =>
+  type Multi = ReturnType<Redis['multi']>;
+  /** Applies a write and appends its change to the feed in one MULTI: guards never see one without the other. */
+  const commit = async (write: (m: Multi) => void, change: HotChange) => {
+    const multi = redis.multi();
+    write(multi);
     multi.xadd(k.changes, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'c', JSON.stringify(change));
+    checkExec(await multi.exec());
+  };
+  /** Sets (or with null, deletes) fields of a hash, chunked, each chunk with its change. */
+  const putHash = async (key: string, entries: Array<[string, string | null]>, toChange: (part: Array<[string, string | null]>) => HotChange) => {
+    for (const part of chunk(entries)) {
+      const set = part.filter(([, v]) => v !== null).flatMap(([f, v]) => [f, v!]);
+      const del = part.filter(([, v]) => v === null).map(([f]) => f);
+      await commit((m) => {
+        if (set.length) m.hset(key, ...set);
+        if (del.length) m.hdel(key, ...del);
+      }, toChange(part));
+    }
+  };
+  const readHash = async (key: string): Promise<Array<[string, string]>> => {
+    const out: Array<[string, string]> = [];
+    let cursor = '0';
+    do {
+      const [next, flat] = await redis.hscan(key, cursor, 'COUNT', 10_000);
+      for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+      cursor = next;
+    } while (cursor !== '0');
+    return out;
+  };
+  const num = (entries: Array<[string, number | null]>) => entries.map(([f, v]) => [f, v === null ? null : String(v)] as [string, string | null]);
 
   const store: HotStore = {
     kind: 'redis',
-    async publishKeys(keys: PublishedKey[]) {
-      const multi = redis.multi().set(k.keys, JSON.stringify(keys)).set(k.jwks, JSON.stringify(jwksOf(keys)));
-      await xadd(multi, { t: 'keys', keys }).exec().then(checkExec);
-    },
-    async publishPolicy(policy: HotPolicy) {
-      const multi = redis.multi().set(k.policy, JSON.stringify(policy));
-      await xadd(multi, { t: 'policy', policy }).exec().then(checkExec);
-    },
-    async putWatermarks(scope, entries) {
+    publishKeys: (keys: PublishedKey[]) => commit((m) => m.set(k.keys, JSON.stringify(keys)).set(k.jwks, JSON.stringify(jwksOf(keys))), { t: 'keys', keys }),
+    publishPolicy: (policy) => commit((m) => m.set(k.policy, JSON.stringify(policy)), { t: 'policy', policy }),
+    putWatermarks: (scope, entries) =>
+      putHash(k.hash(`wm:${scope}`), num(entries), (part) => ({ t: 'wm', scope, entries: part.map(([f, v]) => [f, v === null ? null : Number(v)]) })),
+    putRevocations: (kind, entries) =>
+      putHash(k.hash(`rev:${kind}`), num(entries), (part) => ({ t: 'rev', kind, entries: part.map(([f, v]) => [f, v === null ? null : Number(v)]) })),
+    async putDevices(entries: DeviceEntry[]) {
       for (const part of chunk(entries)) {
-        const multi = redis.multi();
-        const set = part.filter(([, v]) => v !== null).flatMap(([s, v]) => [s, String(v)]);
-        const del = part.filter(([, v]) => v === null).map(([s]) => s);
-        if (set.length) multi.hset(k.wm(scope), ...set);
-        if (del.length) multi.hdel(k.wm(scope), ...del);
-        await xadd(multi, { t: 'wm', scope, entries: part }).exec().then(checkExec);
+        await commit((m) => m.hset(k.hash('dev'), ...part.flatMap((d) => [d.sub + SEP + d.fph, JSON.stringify({ c: d.confirmed, r: d.reputation })])), { t: 'dev', entries: part });
       }
+    },
+    async putLedger(kid, sids, subs) {
+      for (let i = 0; i < Math.max(sids.length, subs.length, 1); i += 5000) {
+        const s1 = sids.slice(i, i + 5000);
+        const s2 = subs.slice(i, i + 5000);
+        await commit((m) => {
+          m.sadd(k.ledgerKids, kid);
+          if (s1.length) m.sadd(k.ledger(kid, 'sid'), ...s1);
+          if (s2.length) m.sadd(k.ledger(kid, 'sub'), ...s2);
+        }, { t: 'ledger', kid, sids: s1, subs: s2 });
+      }
+    },
+    async addCounters(rows: CounterRow[]) {
+      if (rows.length === 0) return;
+      const multi = redis.multi();
+      for (const r of rows) {
+        multi.hincrby(k.counters(r.minute), [r.kid, r.decision, r.reason, r.cohort].join(SEP), r.n);
+        multi.expire(k.counters(r.minute), COUNTER_TTL_S);
+      }
+      checkExec(await multi.exec());
+    },
+    async readCounters(fromMinute) {
+      const rows: CounterRow[] = [];
+      const last = Math.floor(Date.now() / 60_000);
+      for (let minute = Math.max(fromMinute, last - COUNTER_TTL_S / 60); minute <= last; minute++) {
+        for (const [field, n] of Object.entries(await redis.hgetall(k.counters(minute)))) {
+          const [kid, decision, reason, cohort] = field.split(SEP) as [string, string, string, string];
+          rows.push({ minute, kid, decision, reason, cohort: Number(cohort), n: Number(n) });
+        }
+      }
+      return rows;
     },
     async snapshot(): Promise<HotSnapshot> {
       // Cursor first: anything written after it is replayed on top, and every change is idempotent.
       const last = await redis.xrevrange(k.changes, '+', '-', 'COUNT', 1);
-      const [keys, policy, wmUser, wmKid] = await Promise.all([
-        redis.get(k.keys),
-        redis.get(k.policy),
-        redis.hgetall(k.wm('user')),
-        redis.hgetall(k.wm('kid')),
-      ]);
-      return {
-        cursor: last[0]?.[0] ?? '0-0',
-        keys: keys ? (JSON.parse(keys) as PublishedKey[]) : [],
-        policy: policy ? (JSON.parse(policy) as HotPolicy) : null,
-        watermarks: { user: toNumberMap(wmUser), kid: toNumberMap(wmKid) },
-      };
+      const snap = emptySnapshot(last[0]?.[0] ?? '0-0');
+      const [keys, policy] = await Promise.all([redis.get(k.keys), redis.get(k.policy)]);
+      snap.keys = keys ? (JSON.parse(keys) as PublishedKey[]) : [];
+      snap.policy = policy ? JSON.parse(policy) : null;
+      for (const scope of ['user', 'kid'] as const) {
+        for (const [f, v] of await readHash(k.hash(`wm:${scope}`))) snap.watermarks[scope].set(f, Number(v));
+      }
+      for (const kind of REVOCATION_KINDS) {
+        for (const [f, v] of await readHash(k.hash(`rev:${kind}`))) snap.revocations[kind].set(f, Number(v));
+      }
+      for (const [f, v] of await readHash(k.hash('dev'))) {
+        const [sub, fph] = f.split(SEP) as [string, string];
+        const { c, r } = JSON.parse(v) as { c: boolean; r: DeviceEntry['reputation'] };
+        snap.devices.push({ sub, fph, confirmed: c, reputation: r });
+      }
+      for (const kid of await redis.smembers(k.ledgerKids)) {
+        const [sids, subs] = await Promise.all([redis.smembers(k.ledger(kid, 'sid')), redis.smembers(k.ledger(kid, 'sub'))]);
+        snap.ledger.set(kid, { sids: new Set(sids), subs: new Set(subs) });
+      }
+      return snap;
     },
     async changesSince(cursor, limit = 1000) {
       const entries = await redis.xrange(k.changes, `(${cursor}`, '+', 'COUNT', limit);
@@ -127,12 +204,6 @@ function checkExec(results: Array<[Error | null, unknown]> | null): void {
   if (!results) throw new Error('Redis transaction was aborted');
   const failed = results.find(([err]) => err);
   if (failed) throw failed[0];
-}
-
-function toNumberMap(hash: Record<string, string>): Map<string, number> {
-  const map = new Map<string, number>();
-  for (const [key, value] of Object.entries(hash)) map.set(key, Number(value));
-  return map;
 }
 
 function compareIds(a: string, b: string): number {

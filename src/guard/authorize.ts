@@ -1,0 +1,194 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { Replica } from './replica.js';
+import type { TokenRateLimiter } from './rate-limit.js';
+import { counterKey, type Alert, type Telemetry } from './telemetry.js';
+import type { TokenCache } from './token-cache.js';
+import type { Decision, Reason, RequestContext, Verdict } from './types.js';
+import { verifyToken, type VerifiedToken } from './verify-token.js';
+
+export interface AuthorizeDeps {
+  replica: Replica;
+  cache: TokenCache<VerifiedToken>;
+  limiter: TokenRateLimiter;
+  telemetry: Telemetry;
+  now: () => number;
+  /** Whether the replica is current enough to decide on (the store answered recently). */
+  healthy: () => boolean;
+  onAlert: (alert: Alert) => void;
+  issuer: string | undefined;
+  audience: string | undefined;
+  maxTokenBytes: number | undefined;
+  clockToleranceSec: number | undefined;
+}
+
+/**
+ * The guard's decision for one request, in the order of DESIGN.md: token shape and key, then
+ * claims, revocations, the compromised-key checks, device binding, and risk. Synchronous and
+ * in memory; nothing about a token is trusted before its signature verified.
+ */
+export function authorize(d: AuthorizeDeps, token: string | undefined, ctx: RequestContext = {}): Verdict {
+  const now = d.now();
+  const critical = ctx.operation === 'critical';
+  if (!d.healthy() && (d.replica.policy.failMode === 'closed' || critical)) return finish(d, now, 'deny', 'store_unavailable');
+  if (!token) return finish(d, now, 'deny', 'token_missing');
+
+  let v = d.cache.get(token);
+  if (v === undefined) {
+    const checked = verifyToken(d.replica, token, d.maxTokenBytes);
+    if (!('claims' in checked)) return finish(d, now, 'deny', checked.reason, checked.kid);
+    v = checked;
+    d.cache.set(token, v);
+  }
+  const out: { retryAfterSec?: number } = {};
+  const reason = denial(d, v, now, ctx, out);
+  if (reason) {
+    const verdict = finish(d, now, 'deny', reason, v.kid, v);
+    if (out.retryAfterSec !== undefined) verdict.retryAfterSec = out.retryAfterSec;
+    return verdict;
+  }
+  const risk = riskOf(d, v, ctx, critical);
+  if (risk) return finish(d, now, risk[0], risk[1], v.kid, v);
+  d.telemetry.count(v.allowCounterKey, now);
+  return { decision: 'allow', reasons: [], kid: v.kid, claims: v.claims, sub: v.sub, sid: v.sid, cohort: v.cohort };
+}
+
+function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestContext, out: { retryAfterSec?: number }): Reason | undefined {
+  const { replica } = d;
+  const policy = replica.policy;
+  const meta = v.key.meta;
+  const kidPolicy = policy.kids[v.kid];
+  const nowSec = now / 1000;
+  const tol = d.clockToleranceSec ?? policy.clockToleranceSec;
+
+  // Key state and cutover.
+  if (meta.state === 'retiring' && (meta.verifyUntil === null || now > meta.verifyUntil)) return 'key_retired';
+  if (kidPolicy?.cutoverPercent && (v.cohort < 0 || v.cohort < kidPolicy.cutoverPercent)) return 'key_cutover';
+
+  // Time claims: the tolerance covers honest clock skew only; at each boundary the stricter side wins.
+  if (v.exp <= nowSec - tol) return 'expired';
+  if (v.nbf !== undefined && v.nbf > nowSec + tol) return 'not_yet_valid';
+  if (v.iat !== undefined && v.iat > nowSec + tol) return 'iat_in_future';
+  if (v.exp - (v.iat ?? nowSec) > policy.maxLifetimeSec) return 'lifetime_too_long';
+  if (kidPolicy?.maxAgeSec !== undefined) {
+    if (v.iat === undefined) return 'iat_missing';
+    if (nowSec - v.iat > kidPolicy.maxAgeSec) return 'too_old';
+  }
+  if (d.issuer !== undefined && v.claims.iss !== d.issuer) return 'issuer_mismatch';
+  const aud = v.claims.aud;
+  if (d.audience !== undefined && !(aud === d.audience || (Array.isArray(aud) && aud.includes(d.audience)))) return 'audience_mismatch';
+
+  // Revocations, by the verified claims only.
+  const rev = replica.revocations;
+  if (v.jti !== undefined && isLive(rev.jti.get(v.jti), nowSec)) return 'revoked_jti';
+  if (v.sid !== undefined && isLive(rev.sid.get(v.sid), nowSec)) return 'revoked_session';
+  if ((v.fph !== undefined && isLive(rev.fph.get(v.fph), nowSec)) || (ctx.fingerprint !== undefined && isLive(rev.fph.get(ctx.fingerprint), nowSec))) {
+    return 'revoked_device';
+  }
+  const userMark = v.sub !== undefined ? replica.watermarks.user.get(v.sub) : undefined;
+  const kidMark = replica.watermarks.kid.get(v.kid);
+  if (userMark !== undefined || kidMark !== undefined) {
+    // A token that does not say when it was issued cannot prove it is newer than a watermark.
+    if (v.iat === undefined) return 'iat_missing';
+    if (userMark !== undefined && v.iat < userMark) return 'revoked_user';
+    if (kidMark !== undefined && v.iat < kidMark) return 'revoked_kid';
+  }
+
+  // A compromised key: anyone may have minted this token. Check it against what was really issued.
+  if (meta.compromised) {
+    const forged = forgeryOf(d, v, ctx, tol);
+    if (forged) {
+      alert(d, v, 'forged_token', forged, now, ctx.fingerprint);
+      return forged;
+    }
+  }
+  // Per-token operation limit for tokens of a tightened key; every operation counts, critical ones too.
+  if (kidPolicy?.rateLimit) {
+    const wait = d.limiter.hit(tokenId(v), kidPolicy.rateLimit.ops, kidPolicy.rateLimit.windowSec, now);
+    if (wait > 0) {
+      out.retryAfterSec = wait;
+      return 'rate_limited';
+    }
+  }
+
+  // Device binding: a valid signature with the wrong fingerprint is a stolen token or a re-leaked key.
+  if (v.fph !== undefined) {
+    if (ctx.fingerprint === undefined) return 'fingerprint_missing';
+    if (!sameString(v.fph, ctx.fingerprint)) {
+      alert(d, v, 'fingerprint_mismatch', 'fingerprint_mismatch', now, ctx.fingerprint);
+      return 'fingerprint_mismatch';
+    }
+  }
+  return undefined;
+}
+
+function forgeryOf(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, tol: number): Reason | undefined {
+  const meta = v.key.meta;
+  if (v.iat === undefined) return 'iat_missing';
+  // Issued after the key stopped signing: the service could not have made it.
+  if (meta.retiredAt !== null && v.iat > meta.retiredAt / 1000 + tol) return 'forged_after_retirement';
+  // Not a session the service issued. Without a ledger for this key nothing can be judged.
+  const ledger = v.key.ledger;
+  if (ledger && (ledger.sids.size > 0 || ledger.subs.size > 0)) {
+    const known = v.sid !== undefined ? ledger.sids.has(v.sid) : v.sub !== undefined && ledger.subs.has(v.sub);
+    if (!known) return 'forged_unknown_session';
+  }
+  // From a device this user never used (only judged when the user has registered devices).
+  if (d.replica.policy.forgery.unknownDevice && ctx.fingerprint !== undefined && v.sub !== undefined) {
+    const devices = d.replica.devices.get(v.sub);
+    if (devices && devices.size > 0 && !devices.has(ctx.fingerprint)) return 'forged_unknown_device';
+  }
+  return undefined;
+}
+
+function riskOf(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, critical: boolean): [Decision, Reason] | undefined {
+  const policy = d.replica.policy;
+  const devices = v.sub !== undefined ? d.replica.devices.get(v.sub) : undefined;
+  const fp = ctx.fingerprint;
+  const known = fp !== undefined ? devices?.get(fp) : undefined;
+  const dirty = ctx.signals?.reputation === 'bad' || known?.reputation === 'bad';
+  if (policy.blockCritical.dirtyDevice && critical && dirty) {
+    // A clean account: none of its other devices is known to be bad.
+    let clean = true;
+    for (const [other, info] of devices ?? []) if (other !== fp && info.reputation === 'bad') clean = false;
+    if (clean) return ['block_critical', 'dirty_device'];
+  }
+  // The service's own signal wins; otherwise a fingerprint this user was never issued a token on is new.
+  const isNew = typeof ctx.signals?.newDevice === 'boolean' ? ctx.signals.newDevice : fp !== undefined && !devices?.has(fp);
+  if (policy.stepUp.badReputation && dirty) return ['step_up', 'bad_reputation'];
+  if (policy.stepUp.newDevice && isNew && !known?.confirmed) return ['step_up', 'new_device'];
+  return undefined;
+}
+
+function finish(d: AuthorizeDeps, now: number, decision: Decision, reason: Reason, kid?: string, v?: VerifiedToken): Verdict {
+  d.telemetry.count(counterKey(kid, decision, reason, v?.cohort), now);
+  const verdict: Verdict = { decision, reasons: [reason] };
+  if (kid !== undefined) verdict.kid = kid;
+  if (v) {
+    verdict.claims = v.claims;
+    if (v.sub !== undefined) verdict.sub = v.sub;
+    if (v.sid !== undefined) verdict.sid = v.sid;
+    verdict.cohort = v.cohort;
+  }
+  return verdict;
+}
+
+function alert(d: AuthorizeDeps, v: VerifiedToken, kind: Alert['kind'], reason: string, now: number, fingerprint: string | undefined): void {
+  const a: Alert = { kind, reason, sub: v.sub, sid: v.sid, jti: v.jti, kid: v.kid, fph: fingerprint ?? v.fph, at: now };
+  d.telemetry.alert(a);
+  d.onAlert(a);
+}
+
+/** The identity of a token for rate limiting: its jti, else what makes it unique among the user's tokens. */
+function tokenId(v: VerifiedToken): string {
+  return v.jti !== undefined ? `j:${v.jti}` : `t:${v.kid}:${v.sub ?? ''}:${v.sid ?? ''}:${v.iat ?? ''}:${v.exp}`;
+}
+
+function isLive(expiresAtSec: number | undefined, nowSec: number): boolean {
+  return expiresAtSec !== undefined && expiresAtSec > nowSec;
+}
+
+function sameString(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

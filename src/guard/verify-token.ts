@@ -1,0 +1,85 @@
+import { cohortOf } from './cohort.js';
+import { DEFAULT_MAX_TOKEN_BYTES, parseCompactJws, TokenRejected } from './jws.js';
+import type { LiveKey, Replica } from './replica.js';
+import type { Reason } from './types.js';
+
+/**
+ * A token whose signature verified with the key its kid names, under that key's pinned alg,
+ * and whose claims have the right types. Time- and state-dependent checks come later, per request.
+ */
+export interface VerifiedToken {
+  kid: string;
+  key: LiveKey;
+  claims: Record<string, unknown>;
+  sub: string | undefined;
+  sid: string | undefined;
+  jti: string | undefined;
+  fph: string | undefined;
+  exp: number;
+  nbf: number | undefined;
+  iat: number | undefined;
+  cohort: number;
+  /** Counter key for an allow on this token, built once (see telemetry). */
+  allowCounterKey: string;
+}
+
+export type Rejection = { reason: Reason; kid?: string };
+
+export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES): VerifiedToken | Rejection {
+  let parsed;
+  try {
+    parsed = parseCompactJws(token, maxTokenBytes);
+  } catch (error) {
+    if (error instanceof TokenRejected) return { reason: error.reason };
+    throw error;
+  }
+  const kid = parsed.kid ?? replica.kidlessKid;
+  if (kid === undefined) return { reason: 'kid_missing' };
+  // A Map lookup by the exact string: a kid is never a path, a query or a pattern.
+  const key = replica.keys.get(kid);
+  if (!key) return { reason: 'kid_unknown' };
+  if (parsed.alg !== key.meta.alg) return { reason: 'alg_mismatch', kid };
+  if (!key.verifier) return { reason: 'key_disabled', kid };
+  if (!key.verifier.verify(parsed.signingInput, parsed.signature)) return { reason: 'bad_signature', kid };
+
+  const c = parsed.payload;
+  const { exp, nbf, iat, sub, sid, jti, fph } = c;
+  if (exp === undefined) return { reason: 'exp_missing', kid };
+  if (
+    !isNumericDate(exp) ||
+    (nbf !== undefined && !isNumericDate(nbf)) ||
+    (iat !== undefined && !isNumericDate(iat)) ||
+    !optionalString(sub) ||
+    !optionalString(sid) ||
+    !optionalString(jti) ||
+    !optionalString(fph) ||
+    (c.iss !== undefined && typeof c.iss !== 'string') ||
+    (c.aud !== undefined && typeof c.aud !== 'string' && !(Array.isArray(c.aud) && c.aud.every((a) => typeof a === 'string')))
+  ) {
+    return { reason: 'claims_invalid', kid };
+  }
+  const cohort = typeof sub === 'string' ? cohortOf(sub) : -1;
+  return {
+    kid,
+    key,
+    claims: c,
+    sub,
+    sid,
+    jti,
+    fph,
+    exp,
+    nbf,
+    iat,
+    cohort,
+    allowCounterKey: `${kid}\u0000allow\u0000-\u0000${cohort}`,
+  } as VerifiedToken;
+}
+
+/** RFC 7519 NumericDate, bounded so arithmetic on it stays exact (years up to ~285,000). */
+function isNumericDate(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 9_007_199_254;
+}
+
+function optionalString(v: unknown): boolean {
+  return v === undefined || typeof v === 'string';
+}
