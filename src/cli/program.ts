@@ -73,6 +73,10 @@ ${EXIT_CODES}`)
     action(async () => (await import('./commands/status.js')).status),
   );
 
+  cmd(program, 'sync', 'rebuild the hot copy the guards read (Redis or the hot tables) from the database', [
+    'jwtir sync   # after Redis restarted empty',
+  ]).action(action(async () => (await import('./commands/sync.js')).sync));
+
   const keys = program.command('keys').description('the key store: import, generate, list, publish');
   cmd(keys, 'import', 'import the secret a service signs with (from an environment variable or stdin, never argv)', [
     'JWT_SECRET=... jwtir keys import --kid legacy --alg HS256 --secret-env JWT_SECRET',

@@ -152,10 +152,11 @@ function riskOf(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, critica
     for (const [other, info] of devices ?? []) if (other !== fp && info.reputation === 'bad') clean = false;
     if (clean) return ['block_critical', 'dirty_device'];
   }
-  // The service's own signal wins; otherwise a fingerprint this user was never issued a token on is new.
-  const isNew = typeof ctx.signals?.newDevice === 'boolean' ? ctx.signals.newDevice : fp !== undefined && !devices?.has(fp);
+  // The service's own signal wins; otherwise a device is new until a second factor confirmed it
+  // (being seen at a login is not enough: the login may have used stolen credentials).
+  const isNew = typeof ctx.signals?.newDevice === 'boolean' ? ctx.signals.newDevice : fp !== undefined && known?.confirmed !== true;
   if (policy.stepUp.badReputation && dirty) return ['step_up', 'bad_reputation'];
-  if (policy.stepUp.newDevice && isNew && !known?.confirmed) return ['step_up', 'new_device'];
+  if (policy.stepUp.newDevice && isNew) return ['step_up', 'new_device'];
   return undefined;
 }
 

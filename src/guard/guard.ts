@@ -78,10 +78,14 @@ export interface Guard {
   sync(): Promise<void>;
   /** Writes gathered counters and alerts now. */
   flush(): Promise<void>;
+  /** Cumulative decisions of this instance by counter key (for the Prometheus helper). */
+  decisionTotals(): Map<string, number>;
   /** Decision counts summed across all guard instances, from `fromMinute` (epoch minute). */
   counters(fromMinute: number): Promise<CounterRow[]>;
   /** Increases with every applied change. */
   readonly version: number;
+  /** The policy version this guard applies (0: the built-in defaults). */
+  readonly policyVersion: number;
   /** False while the store is unreachable (the fail mode applies). */
   readonly healthy: boolean;
   close(): Promise<void>;
@@ -111,15 +115,21 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
   }
 
   let lastOk = Date.now();
+  let lastError: Error | undefined;
   let degraded = false;
   const staleAfter = options.staleAfterMs ?? 5000;
-  const healthy = () => !degraded && Date.now() - lastOk <= staleAfter;
-  const markFailure = (error: Error) => {
-    emit({ type: 'sync-error', error });
-    if (!degraded && Date.now() - lastOk > Math.min(staleAfter, 1000)) {
+  /** The store counts as unreachable once no sync succeeded for staleAfter; the fail mode then applies. */
+  const healthy = () => {
+    if (!degraded && Date.now() - lastOk > staleAfter) {
       degraded = true;
-      emit({ type: 'degraded', failMode: replica.policy.failMode, error });
+      emit({ type: 'degraded', failMode: replica.policy.failMode, error: lastError ?? new Error(`no successful sync for ${staleAfter} ms`) });
     }
+    return !degraded;
+  };
+  const markFailure = (error: Error) => {
+    lastError = error;
+    emit({ type: 'sync-error', error });
+    healthy();
   };
 
   let closed = false;
@@ -176,7 +186,10 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
 
   const stopWatch = await backends.hot.watch(() => void sync()).catch(() => undefined);
   const timers = [
-    setInterval(() => void sync(), options.pollIntervalMs ?? 1000),
+    setInterval(() => {
+      healthy();
+      void sync();
+    }, options.pollIntervalMs ?? 1000),
     setInterval(() => void telemetry.flush().catch((error: Error) => emit({ type: 'sync-error', error })), options.flushIntervalMs ?? 5000),
     setInterval(() => replica.pruneExpired(now() / 1000), 60_000),
   ];
@@ -189,6 +202,9 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
     },
     get healthy() {
       return healthy();
+    },
+    get policyVersion() {
+      return replica.policyVersion;
     },
     authorize: (token, ctx) => authorize(deps, token, ctx),
     verify: (token) => authorize(deps, token, {}),
@@ -206,6 +222,7 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
     },
     sync,
     flush: () => telemetry.flush(),
+    decisionTotals: () => telemetry.cumulative(),
     counters: (fromMinute) => backends.hot.readCounters(fromMinute),
     async close() {
       if (closed) return;

@@ -9,6 +9,8 @@ export type { Decision, Reason, RequestContext, Verdict } from './types.js';
 export type { Alert } from './telemetry.js';
 export { GuardError, NO_ACTIVE_KEY, REFRESH_FINGERPRINT, REFRESH_INVALID, REFRESH_REUSED } from './errors.js';
 export { cohortOf } from './cohort.js';
+export { prometheusMetrics } from './prometheus.js';
+export type { PrometheusMetrics } from './prometheus.js';
 export { httpDenial, bearerToken, cookieValue } from './http.js';
 export type { DenialOptions, HttpDenial } from './http.js';
 export { refreshCookie, clearCookie } from './cookies.js';

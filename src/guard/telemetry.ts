@@ -23,6 +23,8 @@ export class Telemetry {
   private counts = new Map<string, number>();
   private pending: CounterRow[] = [];
   private alerts: Alert[] = [];
+  /** Cumulative counts of earlier minutes, for Prometheus (which wants monotonic counters). */
+  private totals = new Map<string, number>();
 
   constructor(
     private readonly hot: HotStore,
@@ -71,14 +73,27 @@ export class Telemetry {
     }
   }
 
+  /** Cumulative decision counts of this instance, by counter key (see counterKey). */
+  cumulative(): Map<string, number> {
+    const out = new Map(this.totals);
+    for (const [key, n] of this.counts) out.set(key, (out.get(key) ?? 0) + n);
+    return out;
+  }
+
   private rollover(minute: number): void {
     for (const [key, n] of this.counts) {
+      this.totals.set(key, (this.totals.get(key) ?? 0) + n);
       const [kid, decision, reason, cohort] = key.split(SEP) as [string, string, string, string];
       this.pending.push({ minute: this.minute, kid, decision, reason, cohort: Number(cohort), n });
     }
     this.counts = new Map();
     this.minute = minute;
   }
+}
+
+export function splitCounterKey(key: string): { kid: string; decision: string; reason: string; cohort: number } {
+  const [kid, decision, reason, cohort] = key.split(SEP) as [string, string, string, string];
+  return { kid, decision, reason, cohort: Number(cohort) };
 }
 
 export function counterKey(kid: string | undefined, decision: string, reason: string | undefined, cohort: number | undefined): string {

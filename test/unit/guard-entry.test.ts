@@ -31,6 +31,6 @@ describe('the jwtir/guard entry', () => {
     for (const cli of ['commander', '@inquirer/prompts', 'chalk', 'ora']) expect(packages).not.toContain(cli);
     expect([...files].some((f) => f.includes(`${path.sep}cli${path.sep}`))).toBe(false);
     // It does reach what it needs: the verifier and the store drivers (loaded lazily).
-    expect(packages).toEqual(new Set(['zod', 'pg', '@electric-sql/pglite', 'ioredis']));
+    expect(packages).toEqual(new Set(['zod', 'pg', '@electric-sql/pglite', 'ioredis', 'prom-client']));
   });
 });
