@@ -77,6 +77,19 @@ ${EXIT_CODES}`)
     'jwtir sync   # after Redis restarted empty',
   ]).action(action(async () => (await import('./commands/sync.js')).sync));
 
+  cmd(program, 'counters', "the guards' decisions per minute by kid, decision and reason, summed across instances", [
+    'jwtir counters --since 15m',
+    'jwtir counters --since 1h --kid legacy --by-cohort --json',
+  ])
+    .option('--since <duration>', 'how far back', '15m')
+    .option('--kid <kid>', 'only this key')
+    .option('--by-cohort', 'one line per user cohort (0..99)')
+    .action(action(async () => (await import('./commands/observe.js')).counters));
+  cmd(program, 'alerts', 'forged tokens, fingerprint mismatches and refresh-token reuse the guards raised', ['jwtir alerts --since 1h'])
+    .option('--since <duration>', 'how far back', '1h')
+    .option('--limit <n>', 'at most this many', '100')
+    .action(action(async () => (await import('./commands/observe.js')).alerts));
+
   const keys = program.command('keys').description('the key store: import, generate, list, publish');
   cmd(keys, 'import', 'import the secret a service signs with (from an environment variable or stdin, never argv)', [
     'JWT_SECRET=... jwtir keys import --kid legacy --alg HS256 --secret-env JWT_SECRET',

@@ -181,6 +181,13 @@ for (const c of backendCases('policy', ['postgres+redis', 'postgres', 'embedded'
       let kinds: string[] = [];
       await change(async (b) => (kinds = (await b.db.query<{ kind: string }>('SELECT kind FROM alerts ORDER BY id')).map((r) => r.kind)));
       expect(kinds).toEqual(expect.arrayContaining(['forged_token', 'refresh_reuse']));
+      // The operator reads the same through the CLI (the embedded database is held by this process).
+      if (!shared) {
+        const cli = await runOk(['counters', '--since', '5m', '--kid', 'legacy', '--json'], { env: c.env });
+        expect(cli.json.counters.some((r: { decision: string; n: number }) => r.decision === 'allow' && r.n >= 1)).toBe(true);
+        const alerts = await runOk(['alerts', '--json'], { env: c.env });
+        expect(alerts.json.alerts.map((a: { kind: string }) => a.kind)).toEqual(expect.arrayContaining(['forged_token', 'refresh_reuse']));
+      }
     });
   });
 }
