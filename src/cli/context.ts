@@ -1,5 +1,6 @@
 import { resolveSettings, type SettingFlags, type Settings } from '../config/settings.js';
-import { bindKek, createKekFile, loadKek, type Kek } from '../crypto/kek.js';
+import { existsSync } from 'node:fs';
+import { bindKek, createKekFile, kekFilePath, loadKek, type Kek } from '../crypto/kek.js';
 import { ConfirmationRequiredError } from '../errors.js';
 import type { EngineEnv, EngineIO } from '../runbook/engine.js';
 import type { Backends } from '../store/open.js';
@@ -20,6 +21,8 @@ export class CommandContext {
   readonly settings: Settings;
   readonly out: Output;
   readonly yes: boolean;
+  /** Set by commands that start a new state (init, keys import); others refuse a missing one. */
+  mayCreateState = false;
   private backendsPromise: Promise<Backends> | undefined;
   private kekPromise: Promise<Kek> | undefined;
 
@@ -29,8 +32,9 @@ export class CommandContext {
     this.yes = opts.yes === true;
   }
 
+  /** Opened on first use. Only `init` and `keys import` may create a new embedded state. */
   backends(): Promise<Backends> {
-    this.backendsPromise ??= import('../store/open.js').then((m) => m.openBackends(this.settings));
+    this.backendsPromise ??= import('../store/open.js').then((m) => m.openBackends(this.settings, { create: this.mayCreateState }));
     return this.backendsPromise;
   }
 
@@ -49,6 +53,20 @@ export class CommandContext {
     return this.kekPromise;
   }
 
+  /**
+   * Checks the KEK without recording anything (for --dry-run): a missing, malformed or wrong KEK
+   * shows up in the plan review, not only when the run starts.
+   */
+  async checkKek(): Promise<void> {
+    const backends = await this.backends();
+    const bound = (await backends.db.query(`SELECT 1 FROM meta WHERE k = 'kek'`)).length > 0;
+    const embeddedDefault = backends.embedded && !process.env.JWTIR_KEK && !this.settings.kekFile;
+    // A fresh embedded state gets its KEK file on the first real run; nothing to check yet.
+    if (embeddedDefault && !bound && !existsSync(kekFilePath(this.settings.stateDir))) return;
+    const kek = loadKek({ env: process.env, kekFile: this.settings.kekFile, embeddedStateDir: backends.embedded ? this.settings.stateDir : undefined });
+    if (bound) await bindKek(backends.db, kek);
+  }
+
   async engineEnv(): Promise<EngineEnv> {
     return { backends: await this.backends(), settings: this.settings, kek: () => this.kek() };
   }
@@ -60,11 +78,11 @@ export class CommandContext {
       confirm: (message) => this.confirm(message),
       onEvent: (event) => {
         if (event.type === 'run') this.out.info(this.out.color.bold(`run ${event.runId}: ${event.verb}`));
-        else if (event.type === 'progress') void this.out.progress(`${event.step}: ${event.message}`);
-        else if (event.phase === 'start') void this.out.progress(`${event.step}: ${event.description}`);
+        else if (event.type === 'progress') this.out.progress(`${event.step}: ${event.message}`);
+        else if (event.phase === 'start') this.out.progress(`${event.step}: ${event.description}`);
         else if (event.phase === 'done') this.out.succeed(`${event.step}`);
         else if (event.phase === 'skipped') this.out.info(`${this.out.color.dim('-')} ${event.step} ${this.out.color.dim('(skipped)')}`);
-        else if (event.phase === 'undo') void this.out.progress(`undo ${event.step}: ${event.description}`);
+        else if (event.phase === 'undo') this.out.progress(`undo ${event.step}: ${event.description}`);
         else if (event.phase === 'undone') this.out.succeed(`undone ${event.step}`);
       },
     };

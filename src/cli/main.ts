@@ -17,6 +17,9 @@ export async function main(argv: string[]): Promise<number> {
       // Help and version are "errors" to commander; anything else is a usage mistake it already printed
       // on stderr. With --json, stdout still gets the machine-readable error every other failure gets.
       if (error.exitCode === 0) return ExitCode.ok;
+      if (error.code === 'commander.excessArguments') {
+        process.stderr.write('  next: quote values that contain spaces; durations are written without spaces, like 10m or 2h\n');
+      }
       if (json) {
         const message = maskUrlsIn(error.message.replace(/^error: /, ''), [process.env.DATABASE_URL, process.env.REDIS_URL]);
         process.stdout.write(JSON.stringify({ error: { code: 'ERR_USAGE', message, hint: 'run with --help for usage', exitCode: ExitCode.usage } }, null, 2) + '\n');

@@ -1,5 +1,5 @@
 import chalk, { Chalk, type ChalkInstance } from 'chalk';
-import type { Ora } from 'ora';
+import ora, { type Ora } from 'ora';
 
 /**
  * All CLI output goes through here. Machine output (`--json`) is the only thing on stdout;
@@ -15,7 +15,9 @@ export class Output {
     this.json = opts.json;
     const colorOk = opts.color && !process.env.NO_COLOR && process.stderr.isTTY === true;
     this.color = colorOk ? chalk : new Chalk({ level: 0 });
-    this.interactive = process.stderr.isTTY === true && !process.env.CI;
+    // A spinner needs a real terminal with a width: ora divides by the column count, and a pty
+    // that reports 0 columns (script(1), some CI runners) makes it loop forever.
+    this.interactive = process.stderr.isTTY === true && !process.env.CI && (process.stderr.columns ?? 0) > 0;
   }
 
   /** A line for people (stderr). */
@@ -39,15 +41,16 @@ export class Output {
   }
 
   /** Shows progress: a spinner on a terminal, plain lines otherwise (CI logs stay readable). */
-  async progress(text: string): Promise<void> {
+  progress(text: string): void {
     if (this.json) return;
     if (!this.interactive) {
       process.stderr.write(`  … ${text}\n`);
       return;
     }
+    // Synchronous on purpose: a spinner created after its step already finished would spin forever.
     if (!this.spinner) {
-      const { default: ora } = await import('ora');
-      this.spinner = ora({ stream: process.stderr, text }).start();
+      // discardStdin off: ora's stdin handling would fight the confirmation prompts and keep stdin open.
+      this.spinner = ora({ stream: process.stderr, text, discardStdin: false }).start();
     } else {
       this.spinner.text = text;
     }

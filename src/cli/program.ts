@@ -104,6 +104,7 @@ ${EXIT_CODES}`)
     .option('--kidless', 'answer for tokens without a kid header (default: yes, unless another key does)')
     .option('--no-kidless', 'do not answer for tokens without a kid header')
     .option('--dry-run', 'print the plan only')
+    .option('-y, --yes', 'do not ask (accepted everywhere for scripts; import asks nothing)')
     .action(action(async () => (await import('./commands/keys.js')).importKey));
   cmd(keys, 'list', 'list keys and their states', ['jwtir keys list']).action(action(async () => (await import('./commands/keys.js')).list));
   cmd(keys, 'show', 'show one key (never its private material)', ['jwtir keys show legacy'])
@@ -118,6 +119,7 @@ ${EXIT_CODES}`)
   cmd(keys, 'publish', 'publish the public JWKS to a file (atomically) and to the guards', ['jwtir keys publish --out /srv/www/.well-known/jwks.json'])
     .option('--out <path>', 'write the JWKS to this file')
     .option('--dry-run', 'print the plan only')
+    .option('-y, --yes', 'do not ask (accepted everywhere for scripts; publish asks nothing)')
     .action(action(async () => (await import('./commands/keys.js')).publish));
 
   cmd(program, 'rotate', 'rotate the signing key in stages (runbooks/rotate.yaml)', [
@@ -149,6 +151,7 @@ ${EXIT_CODES}`)
   cmd(runs, 'rollback', 'undo a run (or back to a step) with its recorded undos, in reverse', ['jwtir runs rollback 42', 'jwtir runs rollback 42 --to activate'])
     .argument('<id>')
     .option('--to <step>', 'keep this step and the ones before it')
+    .option('--dry-run', 'print what would be undone, change nothing')
     .option('-y, --yes', 'do not ask')
     .action(action(async () => (await import('./commands/runs.js')).rollback));
   cmd(runs, 'unlock', 'release the locks of an abandoned run without undoing it', ['jwtir runs unlock 42 --yes'])

@@ -22,13 +22,13 @@ export async function runRunbook(
   const backends = await ctx.backends();
   const plan = await planRun(backends, runbook, params);
   const printable = { ...plan, params: redactSealed(plan.params) };
+  // A missing or wrong KEK is refused before the run exists (and shows up in a dry run); otherwise
+  // the run would start, fail at its first key step and keep its lock, though nothing had changed.
+  if (plan.steps.some((s) => s.runs !== false && ACTIONS.get(s.action)?.needsKek)) await (opts.dryRun ? ctx.checkKek() : ctx.kek());
   if (opts.dryRun) {
     ctx.out.result({ dryRun: true, plan: printable }, () => renderPlan(plan, ctx.out.color) + '\n\n' + ctx.out.color.dim('dry run: nothing was changed'));
     return plan;
   }
-  // A missing or wrong KEK is refused before the run exists; otherwise the run would start, fail at
-  // its first key step and keep its lock, though nothing had changed.
-  if (plan.steps.some((s) => s.runs !== false && ACTIONS.get(s.action)?.needsKek)) await ctx.kek();
   const gated = opts.confirmPlan || plan.steps.some((s) => s.confirm && s.runs !== false);
   if (gated) ctx.requireInteractiveOrYes();
   if (!ctx.out.json && !opts.quietPlan) ctx.out.info(renderPlan(plan, ctx.out.color) + '\n');

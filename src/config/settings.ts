@@ -17,7 +17,7 @@ export interface Settings {
   stateDir: string;
   /** Postgres schema holding jwtir's tables. Default `jwtir`. */
   schema: string;
-  /** Prefix of every Redis key and channel jwtir uses. Default `jwtir:`. */
+  /** Prefix of every Redis key jwtir uses. Default `jwtir:` (`jwtir:<schema>:` for another schema). */
   redisPrefix: string;
   /** Path of a key-encryption-key file (base64, 32 bytes, mode 0600), if not given by JWTIR_KEK. */
   kekFile: string | undefined;
@@ -73,7 +73,8 @@ export function resolveSettings(flags: SettingFlags = {}, env: NodeJS.ProcessEnv
     redisUrl: pick(flags.redisUrl, env.REDIS_URL, file.redisUrl),
     stateDir,
     schema,
-    redisPrefix: pick(undefined, env.JWTIR_REDIS_PREFIX, file.redisPrefix) ?? 'jwtir:',
+    // Tied to the schema by default, so a trial schema never overwrites another's hot copy in a shared Redis.
+    redisPrefix: pick(undefined, env.JWTIR_REDIS_PREFIX, file.redisPrefix) ?? (schema === 'jwtir' ? 'jwtir:' : `jwtir:${schema}:`),
     kekFile: pick(undefined, env.JWTIR_KEK_FILE, file.kekFile),
     actor: pick(undefined, env.JWTIR_ACTOR, file.actor) ?? defaultActor(),
   };

@@ -194,7 +194,8 @@ async function stopRun(env: EngineEnv, run: RunRecord, stepId: string, error: un
 export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, opts: { to?: string } = {}): Promise<RunResult> {
   const { db } = env.backends;
   const before = await getRun(db, runId);
-  await assertRunIs(before, ['running', 'paused', 'failed', 'done', 'rolling_back'], 'rolled back');
+  // A run rolled back only part of the way (--to) can be rolled back further.
+  await assertRunIs(before, ['running', 'paused', 'failed', 'done', 'rolling_back', 'rolled_back'], 'rolled back');
   const runbook = loadRunbook(before.runbookPath);
   const stepIds = runbook.doc.steps.map((s) => s.id);
   if (opts.to && !stepIds.includes(opts.to)) {
@@ -224,7 +225,7 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
     throw error;
   }
   await appendAudit(db, { actor: env.settings.actor, action: 'run.rolled-back', runId, phase: 'rolled-back', params: { to: opts.to ?? null } }, `run:${runId}:rolled-back:${opts.to ?? ''}`);
-  await setRunStatus(db, runId, 'rolled_back');
+  await setRunStatus(db, runId, 'rolled_back', opts.to ? `rolled back to just after step "${opts.to}"; \`jwtir runs rollback ${runId}\` undoes the rest` : null);
   await releaseRunLocks(db, runId);
   return result(env, runId);
 }

@@ -19,14 +19,14 @@ export interface Backends {
  * PGlite), applies pending migrations, and opens the hot store (Redis with REDIS_URL, else
  * tables in that database). Drivers are imported lazily so `--help` and the guard entry stay light.
  */
-export async function openBackends(settings: Settings, opts: { migrate?: boolean } = {}): Promise<Backends> {
+export async function openBackends(settings: Settings, opts: { migrate?: boolean; create?: boolean } = {}): Promise<Backends> {
   let db: Db;
   if (settings.databaseUrl) {
     const { openPostgres } = await import('./postgres.js');
     db = await openPostgres(settings.databaseUrl, settings.schema);
   } else {
     const { openPglite } = await import('./pglite.js');
-    db = await openPglite(settings.stateDir, settings.schema);
+    db = await openPglite(settings.stateDir, settings.schema, { create: opts.create });
   }
   try {
     if (opts.migrate !== false) await migrate(db, settings.schema);

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { BackendUnavailableError } from '../errors.js';
+import { existsSync } from 'node:fs';
+import { BackendUnavailableError, NotFoundError } from '../errors.js';
 import type { Db, Queryable } from './db.js';
 import { lockStateDir } from './dir-lock.js';
 
@@ -7,7 +8,12 @@ import { lockStateDir } from './dir-lock.js';
  * The embedded default: Postgres compiled to WebAssembly, in this process, persisted under
  * `stateDir/db`. Loaded lazily so that Postgres deployments never pay for the WebAssembly.
  */
-export async function openPglite(stateDir: string, schema: string): Promise<Db> {
+export async function openPglite(stateDir: string, schema: string, opts: { create?: boolean } = {}): Promise<Db> {
+  if (opts.create === false && !existsSync(path.join(stateDir, 'db'))) {
+    throw new NotFoundError(`there is no jwtir state in ${stateDir}`, {
+      hint: 'run `jwtir init` to create it here, or point JWTIR_STATE_DIR (or DATABASE_URL) at the existing state',
+    });
+  }
   const lock = await lockStateDir(stateDir);
   const dataDir = path.join(stateDir, 'db');
   let pg: import('@electric-sql/pglite').PGlite;

@@ -29,7 +29,7 @@ export async function openPostgres(url: string, schema: string, opts: { connectT
   } catch (error) {
     await pool.end().catch(() => {});
     throw new BackendUnavailableError(`cannot connect to ${description}: ${maskUrlsIn((error as Error).message, [url])}`, {
-      hint: 'check that Postgres is running and DATABASE_URL is right',
+      hint: postgresHint((error as { code?: string }).code),
     });
   }
 
@@ -75,4 +75,11 @@ export async function openPostgres(url: string, schema: string, opts: { connectT
       await pool.end();
     },
   };
+}
+
+/** The next step for the usual reasons a connection fails. */
+function postgresHint(code: string | undefined): string {
+  if (code === '3D000') return 'the database does not exist: create it (createdb <name>) or fix its name in DATABASE_URL';
+  if (code === '28P01' || code === '28000') return 'Postgres refused the credentials: check the user and password (PGPASSWORD or DATABASE_URL)';
+  return 'check that Postgres is running and that DATABASE_URL points at it';
 }

@@ -6,6 +6,7 @@ import { withState } from '../helpers/state.js';
 for (const c of backendCases('audit', ['postgres+redis', 'embedded'])) {
   describeBackend(c, 'the audit trail', () => {
     beforeAll(async () => {
+      await runOk(['init'], { env: c.env });
       await runOk(['keys', 'generate', '--alg', 'ES256', '--publish', '--yes'], { env: c.env });
       await runOk(['keys', 'generate', '--alg', 'EdDSA', '--yes'], { env: c.env });
     });

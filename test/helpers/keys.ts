@@ -21,6 +21,7 @@ export interface TestKey {
  * material back (unsealed with the test's KEK) so tests can sign tokens the guard must judge.
  */
 export async function publishedKeys(env: Record<string, string>, algs: Alg[] = ['HS256', 'RS256', 'ES256', 'EdDSA']): Promise<Record<Alg, TestKey>> {
+  await runOk(['init'], { env });
   for (const alg of algs) await runOk(['keys', 'generate', '--alg', alg, '--publish', '--yes'], { env });
   return withState(env, async (b) => {
     const rows = await b.db.query<{ kid: string; alg: Alg; private_enc: string; public_jwk: JsonWebKey | null }>(

@@ -3,6 +3,7 @@ import { MIGRATIONS } from '../../store/migrate.js';
 
 /** `jwtir init`: creates or upgrades the schema and, for the embedded default, its KEK file. */
 export async function init(ctx: CommandContext): Promise<void> {
+  ctx.mayCreateState = true;
   const backends = await ctx.backends();
   const kek = await ctx.kek();
   const data = {

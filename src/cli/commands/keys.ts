@@ -32,12 +32,13 @@ export async function importKey(ctx: CommandContext, o: ImportOptions): Promise<
   if (Boolean(o.secretEnv) === Boolean(o.secretStdin)) {
     throw new UsageError('give the secret with exactly one of --secret-env <VAR> or --secret-stdin', { hint: 'secrets are never accepted as arguments' });
   }
+  ctx.mayCreateState = true;
   const secret = decodeSecret(readSecret(o), o.secretEncoding);
   const weak = secret.length < MIN_SECRET_BYTES;
   if (secret.length === 0) throw new UsageError('the secret is empty', { hint: 'check the variable or what you piped in' });
   if (weak && !o.allowWeak) {
     throw new WeakSecretError(`the secret is ${secret.length} bytes; HS256 needs at least ${MIN_SECRET_BYTES}`, {
-      hint: 'a leaked weak secret is still worth containing: re-run with --allow-weak (the audit trail records it), then rotate',
+      hint: `check that ${o.secretEnv ?? 'the input'} holds the service's real secret; if the service really signs with a secret this short, re-run with --allow-weak (recorded in the audit trail) and rotate it away`,
     });
   }
   const backends = await ctx.backends();

@@ -2,7 +2,7 @@ import { parseIntStrict } from '../parse.js';
 import { appendAudit, listAudit } from '../../state/audit.js';
 import { getRun, getSteps, listRuns, releaseRunLocks, setRunStatus } from '../../state/runs.js';
 import { currentRunbookHash, resumeRun, rollbackRun } from '../../runbook/engine.js';
-import { AbortedError } from '../../errors.js';
+import { AbortedError, UsageError } from '../../errors.js';
 import { redact } from '../../state/redact.js';
 import type { CommandContext } from '../context.js';
 import { renderRunResult, table } from '../render.js';
@@ -46,10 +46,24 @@ export async function resume(ctx: CommandContext, id: string, o: { allowChangedR
   ctx.out.result(res, () => renderRunResult(res, ctx.out.color));
 }
 
-export async function rollback(ctx: CommandContext, id: string, o: { to?: string }): Promise<void> {
+export async function rollback(ctx: CommandContext, id: string, o: { to?: string; dryRun?: boolean }): Promise<void> {
   const runId = parseIntStrict(id, 'run id');
   const db = (await ctx.backends()).db;
   await getRun(db, runId);
+  if (o.dryRun) {
+    // The undo plan: the steps that would be undone, last first, and what each undo does.
+    const steps = await getSteps(db, runId);
+    const keep = o.to ? steps.find((s) => s.step === o.to)?.idx : -1;
+    if (keep === undefined) throw new UsageError(`run ${runId} has no step "${o.to}"`, { hint: `steps: ${steps.map((s) => s.step).join(', ')}` });
+    const undo = steps
+      .filter((s) => s.idx > keep && ['done', 'running', 'failed'].includes(s.state))
+      .reverse()
+      .map((s) => ({ step: s.step, state: s.state, undo: s.undo ? `${s.undo.action} ${JSON.stringify(redact(s.undo.with))}` : s.state === 'done' ? 'nothing to undo' : 'completed first, then undone' }));
+    ctx.out.result({ dryRun: true, runId, undo }, () =>
+      undo.length === 0 ? `nothing to undo in run ${runId}` : [`would undo, in this order (dry run: nothing was changed):`, ...undo.map((u) => `  ↶ ${u.step} (${u.state}): ${u.undo}`)].join('\n'),
+    );
+    return;
+  }
   if (!(await ctx.confirm(`Undo run ${runId}${o.to ? ` back to just after step "${o.to}"` : ' entirely'}?`))) throw new AbortedError('nothing was undone');
   const res = await rollbackRun(await ctx.engineEnv(), runId, ctx.engineIO(), o.to ? { to: o.to } : {});
   ctx.out.result(res, () => renderRunResult(res, ctx.out.color));
