@@ -6,7 +6,18 @@ import { InvalidDurationError } from '../errors.js';
  * number) into milliseconds. Negative, zero-length-unit and unparsable values are refused
  * rather than guessed at: a mistyped grace period must not silently become zero.
  */
-export function parseDuration(input: string | number, what = 'duration'): number {
+export function parseDuration(input: string | number, what = 'duration', max = MAX_DURATION_MS): number {
+  const ms = parseUnbounded(input, what);
+  if (ms > max) {
+    throw new InvalidDurationError(`${what} "${input}" is longer than ${formatDuration(max)}`, { hint: `use at most ${formatDuration(max)}` });
+  }
+  return ms;
+}
+
+/** No duration jwtir takes makes sense beyond a year; longer ones are typos (99999999999w). */
+export const MAX_DURATION_MS = 365 * 24 * 3600 * 1000;
+
+function parseUnbounded(input: string | number, what: string): number {
   if (typeof input === 'number') {
     if (Number.isFinite(input) && input >= 0) return Math.round(input);
     throw new InvalidDurationError(`${what} must be a non-negative number of milliseconds, got ${input}`);

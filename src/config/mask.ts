@@ -6,9 +6,10 @@ export function maskUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    if (parsed.searchParams.has('password')) parsed.searchParams.set('password', '***');
     return parsed.toString();
   } catch {
-    return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@');
+    return url.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@').replace(/([?&]password=)[^&]*/gi, '$1***');
   }
 }
 
@@ -19,8 +20,10 @@ export function maskUrlsIn(text: string, urls: Array<string | undefined>): strin
     if (!url) continue;
     out = out.split(url).join(maskUrl(url));
     try {
-      const pw = new URL(url).password;
-      if (pw) out = out.split(decodeURIComponent(pw)).join('***');
+      const u = new URL(url);
+      for (const pw of [u.password && decodeURIComponent(u.password), u.searchParams.get('password')]) {
+        if (pw) out = out.split(pw).join('***');
+      }
     } catch {
       /* not a URL: nothing more to hide */
     }

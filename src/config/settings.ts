@@ -102,7 +102,8 @@ function readConfigFile(explicit: string | undefined, cwd: string): z.infer<type
 
 function hasPassword(url: string): boolean {
   try {
-    return new URL(url).password !== '';
+    const u = new URL(url);
+    return u.password !== '' || u.searchParams.has('password');
   } catch {
     return /\/\/[^:/@]+:[^@/]+@/.test(url);
   }

@@ -30,6 +30,9 @@ export function kekFilePath(stateDir: string): string {
 /** Finds the KEK: JWTIR_KEK, then JWTIR_KEK_FILE / config kekFile, then the embedded default's file. */
 export function loadKek(src: KekSources): Kek {
   if (src.env.JWTIR_KEK) return fromBase64(src.env.JWTIR_KEK, 'JWTIR_KEK');
+  if (src.kekFile && !existsSync(src.kekFile)) {
+    throw new KekMissingError(`the KEK file ${src.kekFile} (JWTIR_KEK_FILE / kekFile) does not exist`, { hint: 'fix the path, or set JWTIR_KEK instead' });
+  }
   const file = src.kekFile ?? (src.embeddedStateDir ? kekFilePath(src.embeddedStateDir) : undefined);
   if (file && existsSync(file)) return fromFile(file);
   throw new KekMissingError('no key-encryption key (KEK) is configured, so private key material cannot be read or written', {
@@ -50,7 +53,9 @@ export function createKekFile(stateDir: string): boolean {
 }
 
 function fromFile(file: string): Kek {
-  const mode = statSync(file).mode & 0o777;
+  const stat = statSync(file);
+  if (!stat.isFile()) throw new KekMissingError(`the KEK file ${file} is not a regular file`, { hint: 'point it at a file holding base64 of 32 bytes' });
+  const mode = stat.mode & 0o777;
   if (mode & 0o077) {
     throw new RefusedError(`the KEK file ${file} is readable by other users (mode ${mode.toString(8)})`, {
       hint: `run \`chmod 600 ${file}\``,

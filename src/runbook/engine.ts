@@ -9,6 +9,7 @@ import {
   createRun,
   getRun,
   getSteps,
+  heartbeat,
   markStep,
   markStepRunning,
   releaseRunLocks,
@@ -102,6 +103,15 @@ export async function resumeRun(env: EngineEnv, runId: number, io: EngineIO, opt
 }
 
 async function drive(env: EngineEnv, runbook: Runbook, run: RunRecord, io: EngineIO): Promise<RunResult> {
+  const stop = heartbeat(env.backends.db, run.id);
+  try {
+    return await driveSteps(env, runbook, run, io);
+  } finally {
+    stop();
+  }
+}
+
+async function driveSteps(env: EngineEnv, runbook: Runbook, run: RunRecord, io: EngineIO): Promise<RunResult> {
   const { db } = env.backends;
   const records = new Map((await getSteps(db, run.id)).map((s) => [s.step, s]));
   const scope: Scope = { params: run.params, steps: {} };
@@ -206,6 +216,7 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
   await setRunStatus(db, runId, 'rolling_back');
   io.onEvent({ type: 'run', runId, verb: 'rollback' });
   const keepThrough = opts.to ? stepIds.indexOf(opts.to) : -1;
+  const stop = heartbeat(db, runId);
   try {
     let steps = await getSteps(db, runId);
     const interrupted = steps.find((s) => s.idx > keepThrough && (s.state === 'running' || s.state === 'failed'));
@@ -222,7 +233,10 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
     }
   } catch (error) {
     await setRunStatus(db, runId, 'rolling_back', error instanceof Error ? error.message : String(error));
+    await db.query('UPDATE runs SET holder = NULL WHERE id = $1', [runId]);
     throw error;
+  } finally {
+    stop();
   }
   await appendAudit(db, { actor: env.settings.actor, action: 'run.rolled-back', runId, phase: 'rolled-back', params: { to: opts.to ?? null } }, `run:${runId}:rolled-back:${opts.to ?? ''}`);
   await setRunStatus(db, runId, 'rolled_back', opts.to ? `rolled back to just after step "${opts.to}"; \`jwtir runs rollback ${runId}\` undoes the rest` : null);

@@ -19,7 +19,8 @@ const stepSchema = z
     action: z.string().min(1),
     summary: z.string().min(1),
     with: z.record(z.string(), z.unknown()).default({}),
-    when: z.string().optional(),
+    /** Exactly one expression: "${{ params.x }}" (a string around it would always be truthy). */
+    when: z.string().regex(/^\$\{\{\s*[A-Za-z_][\w.-]*\s*\}\}$/, 'when must be exactly one expression, like "${{ params.compromised }}"').optional(),
     confirm: z.string().optional(),
     /** How to undo the step; `none` (with a reason) for steps that change nothing. */
     undo: z.union([actionCall, z.object({ none: z.string().min(1) }).strict()]).optional(),

@@ -24,7 +24,7 @@ export async function resyncHotStore(db: Queryable, hot: HotStore): Promise<Resy
   let watermarks = 0;
   for (const scope of ['user', 'kid'] as WatermarkScope[]) {
     const rows = await db.query<{ subject: string; nb: number }>(
-      `SELECT subject, floor(extract(epoch FROM max(not_before)))::bigint AS nb FROM watermarks WHERE scope = $1 GROUP BY subject`,
+      `SELECT subject, floor(extract(epoch FROM max(not_before)))::bigint AS nb FROM watermarks WHERE scope = $1 AND cleared_at IS NULL GROUP BY subject`,
       [scope],
     );
     await hot.putWatermarks(scope, rows.map((r) => [r.subject, Number(r.nb)]));

@@ -87,18 +87,19 @@ async function assertLockFree(tx: Queryable, lock: string, exceptRun?: number): 
   );
 }
 
+/** A driver renews its lease this often; one silent for RUN_LEASE_MS on another host is presumed dead. */
+export const RUN_HEARTBEAT_MS = 5_000;
+export const RUN_LEASE_MS = 30_000;
+
 /**
- * Makes this process the driver of an existing run (resume or rollback). Refuses when the
- * recorded driver is a live process on this host, since two drivers would interleave steps.
+ * Makes this process the driver of an existing run (resume or rollback). Refuses while another
+ * driver is alive: a live process on this host, or one elsewhere whose lease is still fresh, since
+ * two drivers would interleave steps.
  */
 export async function takeOverRun(db: Db, runId: number, lock: string): Promise<RunRecord> {
   return withXactLock(db, LockId.runLocks, async (tx) => {
     const run = await getRun(tx, runId);
-    if (run.holder && run.holder !== currentHolder() && holderIsAlive(run.holder)) {
-      throw new LockHeldError(`run ${runId} is being driven right now by process ${run.holder}`, {
-        hint: 'wait for that process to finish or stop it first',
-      });
-    }
+    assertNotDriven(run);
     await assertLockFree(tx, lock, runId);
     await tx.query(
       `INSERT INTO run_locks (name, run_id, holder) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder`,
@@ -107,6 +108,26 @@ export async function takeOverRun(db: Db, runId: number, lock: string): Promise<
     await tx.query('UPDATE runs SET holder = $2, updated_at = now() WHERE id = $1', [runId, currentHolder()]);
     return { ...run, holder: currentHolder() };
   });
+}
+
+/** Throws when another process is driving the run right now. */
+export function assertNotDriven(run: RunRecord): void {
+  if (!run.holder || run.holder === currentHolder()) return;
+  const silentMs = Date.now() - run.updatedAt.getTime();
+  if (holderIsAlive(run.holder) || (!run.holder.endsWith(`@${os.hostname()}`) && silentMs < RUN_LEASE_MS)) {
+    throw new LockHeldError(`run ${run.id} is being driven right now by process ${run.holder} (last heard from ${Math.round(silentMs / 1000)}s ago)`, {
+      hint: `wait for it to finish; a driver on another host that died is presumed dead ${RUN_LEASE_MS / 1000}s after its last heartbeat`,
+    });
+  }
+}
+
+/** Renews this process's lease on a run until the returned function is called. */
+export function heartbeat(db: Queryable, runId: number): () => void {
+  const timer = setInterval(() => {
+    db.query('UPDATE runs SET updated_at = now() WHERE id = $1 AND holder = $2', [runId, currentHolder()]).catch(() => {});
+  }, RUN_HEARTBEAT_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 function holderIsAlive(holder: string): boolean {
@@ -128,6 +149,8 @@ export async function releaseRunLocks(db: Queryable, runId: number): Promise<num
 
 export async function setRunStatus(db: Queryable, runId: number, status: RunStatus, error: string | null = null): Promise<void> {
   const final = status === 'done' || status === 'rolled_back';
+  // A stopped run has no driver any more: whoever comes next may take it over at once.
+  if (status !== 'running' && status !== 'rolling_back') await db.query('UPDATE runs SET holder = NULL WHERE id = $1', [runId]);
   await db.query(
     `UPDATE runs SET status = $2, error = $3, updated_at = now(), finished_at = CASE WHEN $4 THEN now() ELSE NULL END WHERE id = $1`,
     [runId, status, error, final],

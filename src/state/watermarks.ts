@@ -9,7 +9,7 @@ export async function syncWatermarks(db: Queryable, hot: HotStore, scope: Waterm
   if (subjects.length === 0) return;
   const rows = await db.query<{ subject: string; nb: number }>(
     `SELECT subject, floor(extract(epoch FROM max(not_before)))::bigint AS nb
-     FROM watermarks WHERE scope = $1 AND subject = ANY($2::text[]) GROUP BY subject`,
+     FROM watermarks WHERE scope = $1 AND subject = ANY($2::text[]) AND cleared_at IS NULL GROUP BY subject`,
     [scope, subjects],
   );
   const effective = new Map(rows.map((r) => [r.subject, Number(r.nb)]));

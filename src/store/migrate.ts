@@ -2,11 +2,13 @@ import type { Db } from './db.js';
 import { LockId } from './db.js';
 import * as m001 from './migrations/001-initial.js';
 import * as m002 from './migrations/002-guard.js';
+import * as m003 from './migrations/003-watermark-clear.js';
 
 /** Ordered, append-only. A released migration is never edited; add a new one instead. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
   { version: 1, name: 'initial', sql: m001.sql },
   { version: 2, name: 'guard', sql: m002.sql },
+  { version: 3, name: 'watermark-clear', sql: m003.sql },
 ];
 
 /**

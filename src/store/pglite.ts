@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync } from 'node:fs';
 import { BackendUnavailableError, NotFoundError } from '../errors.js';
 import type { Db, Queryable } from './db.js';
 import { lockStateDir } from './dir-lock.js';
@@ -20,6 +20,8 @@ export async function openPglite(stateDir: string, schema: string, opts: { creat
   try {
     const { PGlite } = await import('@electric-sql/pglite');
     pg = await PGlite.create(dataDir);
+    // PGlite writes its files world-readable; the database holds (sealed) keys and the audit trail.
+    chmodSync(dataDir, 0o700);
     await pg.exec(`CREATE SCHEMA IF NOT EXISTS ${schema}; SET search_path TO ${schema};`);
   } catch (error) {
     lock.release();

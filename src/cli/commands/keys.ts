@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { seal } from '../../crypto/envelope.js';
 import { UsageError, WeakSecretError } from '../../errors.js';
@@ -33,7 +33,7 @@ export async function importKey(ctx: CommandContext, o: ImportOptions): Promise<
     throw new UsageError('give the secret with exactly one of --secret-env <VAR> or --secret-stdin', { hint: 'secrets are never accepted as arguments' });
   }
   ctx.mayCreateState = true;
-  const secret = decodeSecret(readSecret(o), o.secretEncoding);
+  const secret = decodeSecret(await readSecret(o), o.secretEncoding);
   const weak = secret.length < MIN_SECRET_BYTES;
   if (secret.length === 0) throw new UsageError('the secret is empty', { hint: 'check the variable or what you piped in' });
   if (weak && !o.allowWeak) {
@@ -52,14 +52,29 @@ export async function importKey(ctx: CommandContext, o: ImportOptions): Promise<
   await runRunbook(ctx, 'keys-import', { kid: o.kid, alg: o.alg, sealedSecret, weak, kidless: o.kidless ?? !kidlessTaken }, { dryRun: o.dryRun, quietPlan: true });
 }
 
-function readSecret(o: ImportOptions): string {
+async function readSecret(o: ImportOptions): Promise<string> {
   if (o.secretEnv) {
     const value = process.env[o.secretEnv];
-    if (value === undefined) throw new UsageError(`environment variable ${o.secretEnv} is not set`, { hint: `export ${o.secretEnv} in this shell first` });
+    if (value === undefined) {
+      const similar = Object.keys(process.env).filter((k) => /SECRET|JWT|KEY/i.test(k) && !k.startsWith('JWTIR_'));
+      throw new UsageError(`environment variable ${o.secretEnv} is not set`, {
+        hint: similar.length ? `set variables that look related: ${similar.join(', ')}` : `export ${o.secretEnv} in this shell first`,
+      });
+    }
     return value;
   }
   if (process.stdin.isTTY) throw new UsageError('--secret-stdin expects the secret piped in, not typed at a terminal');
-  return readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+  // Read to EOF (a pipe may deliver late: \`vault ... | jwtir ...\`), as bytes, then decode strictly:
+  // a secret silently altered by U+FFFD replacement would fail every real token.
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+  } catch {
+    throw new UsageError('the secret on stdin is not valid UTF-8', { hint: 'for binary secrets pipe them encoded and pass --secret-encoding base64 or hex' });
+  }
+  return text.replace(/\r?\n$/, '');
 }
 
 function decodeSecret(text: string, encoding: string): Buffer {

@@ -31,7 +31,7 @@ export async function rotate(ctx: CommandContext, o: RotateOptions): Promise<voi
   }
   // Parse every flag before touching state: a typo must fail with nothing opened or changed.
   const grace = o.grace === undefined ? undefined : parseDuration(o.grace, '--grace');
-  const publishWait = o.publishWait === undefined ? undefined : parseDuration(o.publishWait, '--publish-wait');
+  const publishWait = o.publishWait === undefined ? undefined : parseDuration(o.publishWait, '--publish-wait', 24 * 3600 * 1000);
   if (o.alg) assertAlg(o.alg);
   const db = (await ctx.backends()).db;
   const from = o.from ? await getKey(db, o.from) : await findActiveKey(db);

@@ -1,6 +1,6 @@
 import { parseIntStrict } from '../parse.js';
 import { appendAudit, listAudit } from '../../state/audit.js';
-import { getRun, getSteps, listRuns, releaseRunLocks, setRunStatus } from '../../state/runs.js';
+import { assertNotDriven, getRun, getSteps, listRuns, releaseRunLocks, setRunStatus } from '../../state/runs.js';
 import { currentRunbookHash, resumeRun, rollbackRun } from '../../runbook/engine.js';
 import { AbortedError, UsageError } from '../../errors.js';
 import { redact } from '../../state/redact.js';
@@ -74,6 +74,8 @@ export async function unlock(ctx: CommandContext, id: string): Promise<void> {
   const runId = parseIntStrict(id, 'run id');
   const db = (await ctx.backends()).db;
   const run = await getRun(db, runId);
+  // Unlocking a run that is being driven right now would let a second driver in beside it.
+  assertNotDriven(run);
   if (!(await ctx.confirm(`Release the locks of run ${runId} (${run.runbook}, ${run.status}) without undoing it?`))) throw new AbortedError('nothing was unlocked');
   await appendAudit(db, { actor: ctx.settings.actor, action: 'run.unlock', runId, phase: 'unlock', params: { previousStatus: run.status }, undo: `jwtir runs resume ${runId}` });
   const released = await releaseRunLocks(db, runId);

@@ -21,13 +21,12 @@ export const keyImport = defineAction({
     await ctx.kek();
     const db = ctx.backends.db;
     const existing = await findKey(db, i.kid);
-    if (existing) {
-      if (existing.originRun === ctx.runId) return { kid: existing.kid, state: existing.state };
+    if (existing && existing.originRun !== ctx.runId) {
       throw new InvalidStateError(`a key with kid "${i.kid}" already exists`, { hint: 'choose another --kid' });
     }
-    const active = await findActiveKey(db);
-    const state = active ? 'staged' : 'active';
-    await insertKey(db, {
+    const state = existing?.state ?? ((await findActiveKey(db)) ? 'staged' : 'active');
+    // A resumed import finds its own key and still publishes and pushes it (the crash may have come between).
+    if (!existing) await insertKey(db, {
       kid: i.kid,
       alg: i.alg,
       state,

@@ -49,11 +49,12 @@ export const watermarksClear = defineAction({
   mutates: true,
   outputs: [],
   input: z.object({ scope: z.enum(['user', 'kid']) }),
-  describe: (i) => `remove the ${i.scope} watermarks this step set`,
+  describe: (i) => `clear the ${i.scope} watermarks this step set`,
   async apply(ctx, i) {
     const db = ctx.backends.db;
+    // Cleared, not deleted: run again (a crash, a failed push), it still knows whom to push.
+    await db.query('UPDATE watermarks SET cleared_at = coalesce(cleared_at, now()) WHERE scope = $1 AND run_id = $2 AND step = $3', [i.scope, ctx.runId, ctx.step]);
     const subjects = await subjectsSetBy(db, i.scope, ctx.runId, ctx.step);
-    await db.query('DELETE FROM watermarks WHERE scope = $1 AND run_id = $2 AND step = $3', [i.scope, ctx.runId, ctx.step]);
     await syncWatermarks(db, ctx.backends.hot, i.scope, subjects);
     return {};
   },

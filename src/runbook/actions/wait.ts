@@ -16,10 +16,9 @@ export const wait = defineAction({
   async apply(ctx, i) {
     const until = ctx.stepStartedAt.getTime() + i.ms;
     const left = until - Date.now();
-    if (left > 0) {
-      ctx.progress(`waiting ${formatDuration(left)}${i.reason ? ` (${i.reason})` : ''}`);
-      await sleep(left);
-    }
+    if (left > 0) ctx.progress(`waiting ${formatDuration(left)}${i.reason ? ` (${i.reason})` : ''}`);
+    // In slices: a single timer longer than 2^31-1 ms fires at once.
+    for (let rest = until - Date.now(); rest > 0; rest = until - Date.now()) await sleep(Math.min(rest, 86_400_000));
     return { until: new Date(until).toISOString() };
   },
 });

@@ -96,7 +96,7 @@ export interface HotStore {
   readCounters(fromMinute: number): Promise<CounterRow[]>;
   snapshot(): Promise<HotSnapshot>;
   /** Changes after `cursor`, oldest first; 'gap' when the feed no longer reaches back that far. */
-  changesSince(cursor: string, limit?: number): Promise<{ cursor: string; changes: HotChange[] } | 'gap'>;
+  changesSince(cursor: string, limit?: number): Promise<{ cursor: string; changes: HotChange[]; more: boolean } | 'gap'>;
   /**
    * Calls `onWake` soon after any change is written by any process, where the backend can push.
    * Returns a stop function, or undefined when only polling is possible.

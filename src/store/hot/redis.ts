@@ -144,14 +144,17 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
       return snap;
     },
     async changesSince(cursor, limit = 1000) {
-      const entries = await redis.xrange(k.changes, `(${cursor}`, '+', 'COUNT', limit);
-      if (cursor !== '0-0' && entries.length > 0) {
-        // The feed is trimmed from the front; if our cursor fell off, replaying would miss changes.
-        const first = await redis.xrange(k.changes, '-', '+', 'COUNT', 1);
-        if (first[0] && compareIds(first[0][0], cursor) > 0) return 'gap';
-      }
+      // One round trip: the page and the oldest entry still kept. A guard's reaction time to a
+      // revocation is the wake-up plus this read, so nothing here waits on another reply.
+      const replies = await redis.multi().xrange(k.changes, `(${cursor}`, '+', 'COUNT', limit).xrange(k.changes, '-', '+', 'COUNT', 1).exec();
+      const failed = replies?.find(([error]) => error);
+      if (!replies || failed) throw failed?.[0] ?? new Error('Redis discarded the change-feed read');
+      const entries = replies[0]![1] as Array<[string, string[]]>;
+      const first = replies[1]![1] as Array<[string, string[]]>;
+      // The feed is trimmed from the front; if our cursor fell off, replaying would miss changes.
+      if (cursor !== '0-0' && entries.length > 0 && first[0] && compareIds(first[0][0], cursor) > 0) return 'gap';
       const changes = entries.map(([, fields]) => JSON.parse(fields[1]!) as HotChange);
-      return { cursor: entries.at(-1)?.[0] ?? cursor, changes };
+      return { cursor: entries.at(-1)?.[0] ?? cursor, changes, more: entries.length === limit };
     },
     async watch(onWake) {
       // A dedicated connection blocks on the stream; XREAD returns as soon as anything is added.
@@ -183,7 +186,29 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
       await redis.quit().catch(() => redis.disconnect());
     },
   };
-  return store;
+  return withClearErrors(store, url);
+}
+
+/**
+ * Turns driver errors ("Stream isn't writeable…", "Connection is closed") into a backend error
+ * that says which Redis, with the URL masked, and what to do next.
+ */
+function withClearErrors(store: HotStore, url: string): HotStore {
+  const wrapped = { ...store };
+  for (const name of ['publishKeys', 'publishPolicy', 'putWatermarks', 'putRevocations', 'putDevices', 'putLedger', 'addCounters', 'readCounters', 'snapshot', 'changesSince'] as const) {
+    const fn = store[name] as (...args: unknown[]) => Promise<unknown>;
+    (wrapped as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (error) {
+        throw new BackendUnavailableError(`Redis at ${maskUrl(url)} did not answer (${maskUrlsIn((error as Error).message, [url])})`, {
+          hint: 'check that Redis is running and accepts writes; a stopped run resumes with `jwtir runs resume <id>`, and after a restart that lost data, `jwtir sync` rebuilds the hot copy',
+          cause: error,
+        });
+      }
+    };
+  }
+  return wrapped;
 }
 
 function newClient(url: string, overrides: { commandTimeout?: number | undefined } = {}): Redis {

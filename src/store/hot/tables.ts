@@ -125,7 +125,7 @@ export function openTableHotStore(db: Db, schema: string): HotStore {
       }),
     async changesSince(cursor, limit = 1000) {
       const rows = await db.query<{ seq: number; change: HotChange }>('SELECT seq, change FROM hot_changes WHERE seq > $1 ORDER BY seq LIMIT $2', [Number(cursor), limit]);
-      return { cursor: String(rows.at(-1)?.seq ?? cursor), changes: rows.map((r) => r.change) };
+      return { cursor: String(rows.at(-1)?.seq ?? cursor), changes: rows.map((r) => r.change), more: rows.length === limit };
     },
     async watch(onWake) {
       if (!db.listen) return undefined;
