@@ -1,4 +1,3 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { Replica } from './replica.js';
 import type { TokenRateLimiter } from './rate-limit.js';
 import { counterKey, type Alert, type Telemetry } from './telemetry.js';
@@ -33,6 +32,8 @@ export function authorize(d: AuthorizeDeps, token: string | undefined, ctx: Requ
   if (!token) return finish(d, now, 'deny', 'token_missing');
 
   let v = d.cache.get(token);
+  // Keys changed since this token was verified (disabled, retired, replaced): verify it again.
+  if (v !== undefined && v.keysVersion !== d.replica.keysVersion) v = undefined;
   if (v === undefined) {
     const checked = verifyToken(d.replica, token, d.maxTokenBytes);
     if (!('claims' in checked)) return finish(d, now, 'deny', checked.reason, checked.kid);
@@ -188,8 +189,10 @@ function isLive(expiresAtSec: number | undefined, nowSec: number): boolean {
   return expiresAtSec !== undefined && expiresAtSec > nowSec;
 }
 
+/** Compares without an early exit, so timing does not reveal how much of a fingerprint matched. */
 function sameString(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }

@@ -55,6 +55,8 @@ export type GuardEvent =
   /** The store stopped answering; the guard now follows the policy's fail mode. */
   | { type: 'degraded'; failMode: 'closed' | 'open-for-reads'; error: Error }
   | { type: 'recovered' }
+  /** A key from the feed could not be built; it verifies nothing (its tokens get key_disabled). */
+  | { type: 'key-unusable'; kid: string; error: Error }
   | { type: 'alert'; alert: Alert };
 
 export interface Guard {
@@ -97,15 +99,19 @@ export interface Guard {
  * NOTIFY, with polling as a fallback) without a restart.
  */
 export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
-  const settings: Settings = resolveSettings(
-    { databaseUrl: options.databaseUrl, redisUrl: options.redisUrl, stateDir: options.stateDir, schema: options.schema },
-    options.redisPrefix ? { ...process.env, JWTIR_REDIS_PREFIX: options.redisPrefix } : process.env,
-  );
+  // Options are code, not argv: URLs with passwords are fine here, so they go in as environment.
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  if (options.databaseUrl !== undefined) env.DATABASE_URL = options.databaseUrl;
+  if (options.redisUrl !== undefined) env.REDIS_URL = options.redisUrl;
+  if (options.stateDir !== undefined) env.JWTIR_STATE_DIR = options.stateDir;
+  if (options.schema !== undefined) env.JWTIR_SCHEMA = options.schema;
+  if (options.redisPrefix !== undefined) env.JWTIR_REDIS_PREFIX = options.redisPrefix;
+  const settings: Settings = resolveSettings({}, env);
   const owned = !options.backends;
   const backends = options.backends ?? (await (await import('../store/open.js')).openBackends(settings));
   const emit = (event: GuardEvent) => options.onEvent?.(event);
   const kek = resolveKek(options, settings, backends);
-  const replica = new Replica(kek);
+  const replica = new Replica(kek, (kid, error) => emit({ type: 'key-unusable', kid, error }));
   const now = options.now ?? Date.now;
   try {
     replica.load(await backends.hot.snapshot());
@@ -144,14 +150,12 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
       do {
         again = false;
         try {
-          const keysBefore = replica.keysVersion;
           const applied = await catchUp(replica, backends.hot);
           lastOk = Date.now();
           if (degraded) {
             degraded = false;
             emit({ type: 'recovered' });
           }
-          if (replica.keysVersion !== keysBefore) cache.clear();
           if (applied > 0) emit({ type: 'synced', version: replica.version });
         } catch (error) {
           markFailure(error as Error);

@@ -3,6 +3,7 @@
  * looked up, so it must be cheap, synchronous (no fetching of keys named by the token) and must
  * reject anything a lenient library might interpret differently from the issuer.
  */
+import { isAscii } from 'node:buffer';
 
 export type RejectReason =
   | 'malformed'
@@ -49,6 +50,16 @@ const KID_BAD_CHARS = /[\p{Cc}\p{Cf}\p{Cs}]/u;
 const MAX_KID_CHARS = 256;
 // fatal: invalid UTF-8 must not be silently replaced; ignoreBOM keeps a BOM so JSON.parse rejects it.
 const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+// Headers repeat: every token of a key carries the same one. A checked header is remembered by its
+// exact segment text, so the per-token work is the payload and the signature only.
+const HEADER_CACHE_MAX = 256;
+const headerCache = new Map<string, CheckedHeader>();
+
+interface CheckedHeader {
+  header: Record<string, unknown>;
+  alg: string;
+  kid: string | undefined;
+}
 
 function decodeSegment(seg: string, name: string): Buffer {
   const rem = seg.length % 4;
@@ -66,8 +77,13 @@ function decodeSegment(seg: string, name: string): Buffer {
 
 function decodeJsonObject(seg: string, name: string): Record<string, unknown> {
   let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(UTF8.decode(decodeSegment(seg, name)));
+    const bytes = decodeSegment(seg, name);
+    // Almost every token is ASCII, which latin1 decodes exactly and fastest; anything else must be
+    // strict UTF-8 (no silent U+FFFD replacement).
+    text = isAscii(bytes) ? bytes.toString('latin1') : UTF8.decode(bytes);
+    value = JSON.parse(text);
   } catch (err) {
     if (err instanceof TokenRejected) throw err;
     throw new TokenRejected('malformed', `${name} is not UTF-8 JSON`);
@@ -75,7 +91,43 @@ function decodeJsonObject(seg: string, name: string): Record<string, unknown> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new TokenRejected('malformed', `${name} is not a JSON object`);
   }
+  // JSON.parse keeps the last of duplicate members; a service behind us may keep the first. A
+  // token whose meaning depends on the parser ({"sub":"alice","sub":"admin"}) is refused.
+  if (topLevelMembers(text) !== keyCount(value)) {
+    throw new TokenRejected('malformed', `${name} has duplicate member names`);
+  }
   return value as Record<string, unknown>;
+}
+
+/** Counts the members of a JSON object text's outermost object (the text is valid JSON). */
+function topLevelMembers(text: string): number {
+  let depth = 0;
+  let members = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // Jump to the closing quote: one that is not escaped (preceded by an even run of backslashes).
+      let end = text.indexOf('"', i + 1);
+      for (;;) {
+        if (end < 0) return -1; // unterminated string: not JSON, so never equal to a key count
+        let slashes = 0;
+        while (text.charCodeAt(end - 1 - slashes) === 0x5c) slashes++;
+        if (slashes % 2 === 0) break;
+        end = text.indexOf('"', end + 1);
+      }
+      i = end;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x3a && depth === 1) members++;
+  }
+  return members;
+}
+
+/** Own enumerable keys, counted without building the array Object.keys would. */
+function keyCount(value: object): number {
+  let n = 0;
+  for (const k in value) if (Object.hasOwn(value, k)) n++;
+  return n;
 }
 
 function checkHeader(header: Record<string, unknown>): { alg: string; kid: string | undefined } {
@@ -100,6 +152,18 @@ function checkHeader(header: Record<string, unknown>): { alg: string; kid: strin
   return { alg, kid };
 }
 
+function headerOf(seg: string): CheckedHeader {
+  const known = headerCache.get(seg);
+  if (known !== undefined) return known;
+  const header = decodeJsonObject(seg, 'header');
+  const checked = { header: Object.freeze(header), ...checkHeader(header) };
+  // Only headers that passed are remembered, and only a bounded number of them: an attacker
+  // sending endless distinct headers gets no memory, only a cleared cache.
+  if (headerCache.size >= HEADER_CACHE_MAX) headerCache.clear();
+  headerCache.set(seg, checked);
+  return checked;
+}
+
 export function parseCompactJws(token: string, maxBytes = DEFAULT_MAX_TOKEN_BYTES): ParsedJws {
   if (typeof token !== 'string') throw new TokenRejected('malformed', 'token is not a string');
   // UTF-16 length never exceeds the UTF-8 byte length, and non-ASCII fails the alphabet check anyway.
@@ -110,8 +174,7 @@ export function parseCompactJws(token: string, maxBytes = DEFAULT_MAX_TOKEN_BYTE
     throw new TokenRejected('not_jws', 'compact JWS has exactly three segments');
   }
   const sigSeg = token.slice(d2 + 1);
-  const header = decodeJsonObject(token.slice(0, d1), 'header');
-  const { alg, kid } = checkHeader(header);
+  const { header, alg, kid } = headerOf(token.slice(0, d1));
   const payload = decodeJsonObject(token.slice(d1 + 1, d2), 'payload');
   if (sigSeg.length === 0) throw new TokenRejected('bad_signature', 'empty signature');
   const signature = decodeSegment(sigSeg, 'signature');

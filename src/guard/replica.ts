@@ -46,11 +46,19 @@ export class Replica {
   /** Bumped when keys change: cached signature checks are only valid for one key set. */
   keysVersion = 0;
 
-  constructor(private readonly kek: Buffer | undefined) {}
+  /**
+   * @param onUnusableKey told about a key that arrived through the feed but cannot be built (for
+   *   example an empty secret); it then verifies nothing instead of stalling every later change.
+   */
+  constructor(
+    private readonly kek: Buffer | undefined,
+    private readonly onUnusableKey: (kid: string, error: Error) => void = () => {},
+  ) {}
 
   load(snapshot: HotSnapshot): void {
     this.ledger = snapshot.ledger;
-    this.applyKeys(snapshot.keys);
+    // At start-up an unusable key is fatal: a guard configured with, say, an empty key refuses to start.
+    this.applyKeys(snapshot.keys, true);
     this.setPolicy(snapshot.policy);
     this.watermarks = snapshot.watermarks;
     this.revocations = snapshot.revocations;
@@ -63,7 +71,7 @@ export class Replica {
   apply(change: HotChange): void {
     switch (change.t) {
       case 'keys':
-        this.applyKeys(change.keys);
+        this.applyKeys(change.keys, false);
         break;
       case 'policy':
         this.setPolicy(change.policy);
@@ -110,13 +118,21 @@ export class Replica {
     }
   }
 
-  private applyKeys(published: PublishedKey[]): void {
+  private applyKeys(published: PublishedKey[], strict: boolean): void {
     const next = new Map<string, LiveKey>();
     for (const meta of published) {
       const previous = this.keys.get(meta.kid);
       // Reuse the verifier when the material is unchanged: unsealing and key import are not free.
       const sameMaterial = previous && previous.meta.sealedSecret === meta.sealedSecret && JSON.stringify(previous.meta.publicJwk) === JSON.stringify(meta.publicJwk);
-      const verifier = meta.state === 'disabled' || meta.state === 'destroyed' ? null : sameMaterial && previous.verifier ? previous.verifier : this.verifierFor(meta);
+      let verifier: VerificationKey | null = null;
+      if (meta.state !== 'disabled' && meta.state !== 'destroyed') {
+        try {
+          verifier = sameMaterial && previous.verifier ? previous.verifier : this.verifierFor(meta);
+        } catch (error) {
+          if (strict) throw error;
+          this.onUnusableKey(meta.kid, error as Error);
+        }
+      }
       next.set(meta.kid, { meta, verifier, ledger: this.ledger.get(meta.kid) });
     }
     this.keys = next;
@@ -131,7 +147,13 @@ export class Replica {
       if (!this.kek) {
         throw new TypeError(`key ${meta.kid} is HS256 and the guard has no KEK to unseal it: set JWTIR_KEK (or pass kek)`);
       }
-      return createVerificationKey(meta.kid, meta.alg, { secret: unseal(this.kek, meta.sealedSecret, meta.kid) });
+      let secret: Buffer;
+      try {
+        secret = unseal(this.kek, meta.sealedSecret, meta.kid);
+      } catch {
+        throw new TypeError(`the guard's KEK cannot unseal key ${meta.kid}: it is not the KEK this state was set up with`);
+      }
+      return createVerificationKey(meta.kid, meta.alg, { secret });
     }
     if (!meta.publicJwk) throw new TypeError(`key ${meta.kid} has no public key`);
     return createVerificationKey(meta.kid, meta.alg, { jwk: meta.publicJwk });
@@ -157,6 +179,6 @@ export async function catchUp(replica: Replica, hot: HotStore): Promise<number> 
     for (const change of page.changes) replica.apply(change);
     applied += page.changes.length;
     replica.cursor = page.cursor;
-    if (page.changes.length === 0) return applied;
+    if (!page.more) return applied;
   }
 }

@@ -21,6 +21,8 @@ export interface VerifiedToken {
   cohort: number;
   /** Counter key for an allow on this token, built once (see telemetry). */
   allowCounterKey: string;
+  /** The key set this was verified under; a cached result is only reused under the same one. */
+  keysVersion: number;
 }
 
 export type Rejection = { reason: Reason; kid?: string };
@@ -71,11 +73,22 @@ export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEF
     nbf,
     iat,
     cohort,
-    allowCounterKey: `${kid}\u0000allow\u0000-\u0000${cohort}`,
+    allowCounterKey: allowCounterKey(kid, cohort),
+    keysVersion: replica.keysVersion,
   } as VerifiedToken;
 }
 
-/** RFC 7519 NumericDate, bounded so arithmetic on it stays exact (years up to ~285,000). */
+// Counter keys for allows, built once per (kid, cohort): a fresh string per token would be hashed
+// again on every count. Bounded by the kids the replica knows times 101 cohorts.
+const allowKeys = new Map<string, string[]>();
+
+function allowCounterKey(kid: string, cohort: number): string {
+  let byCohort = allowKeys.get(kid);
+  if (byCohort === undefined) allowKeys.set(kid, (byCohort = []));
+  return (byCohort[cohort + 1] ??= `${kid}\u0000allow\u0000-\u0000${cohort}`);
+}
+
+/** RFC 7519 NumericDate, bounded at 9,007,199,254 s (June 2255): anything later is no real expiry. */
 function isNumericDate(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 9_007_199_254;
 }
