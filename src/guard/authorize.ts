@@ -1,9 +1,10 @@
-import type { Replica } from './replica.js';
+import { DEVICE_BAD, DEVICE_CONFIRMED, type Replica } from './replica.js';
 import type { TokenRateLimiter } from './rate-limit.js';
 import { counterKey, type Alert, type Telemetry } from './telemetry.js';
-import type { TokenCache } from './token-cache.js';
+import type { KidPolicy } from '../state/policy.js';
+import { tokenHash, type TokenCache } from './token-cache.js';
 import type { Decision, Reason, RequestContext, Verdict } from './types.js';
-import { verifyToken, type VerifiedToken } from './verify-token.js';
+import { freezeForSharing, verifyToken, type VerifiedToken } from './verify-token.js';
 
 export interface AuthorizeDeps {
   replica: Replica;
@@ -31,40 +32,49 @@ export function authorize(d: AuthorizeDeps, token: string | undefined, ctx: Requ
   if (!d.healthy() && (d.replica.policy.failMode === 'closed' || critical)) return finish(d, now, 'deny', 'store_unavailable');
   if (!token) return finish(d, now, 'deny', 'token_missing');
 
-  let v = d.cache.get(token);
+  const hash = typeof token === 'string' ? tokenHash(token) : 0;
+  let v = d.cache.get(token, hash);
   // Keys changed since this token was verified (disabled, retired, replaced): verify it again.
   if (v !== undefined && v.keysVersion !== d.replica.keysVersion) v = undefined;
   if (v === undefined) {
     const checked = verifyToken(d.replica, token, d.maxTokenBytes);
     if (!('claims' in checked)) return finish(d, now, 'deny', checked.reason, checked.kid);
     v = checked;
-    d.cache.set(token, v);
+    if (d.cache.offer(token, hash, v)) freezeForSharing(v);
   }
   const out: { retryAfterSec?: number } = {};
-  const reason = denial(d, v, now, ctx, out);
+  // Every state-dependent check passed for this token under this replica version and context:
+  // only the time- and count-dependent ones can change the answer.
+  const remembered = v.passedAt === d.replica.version && v.passedFingerprint === ctx.fingerprint && v.passedCritical === critical && ctx.signals === undefined;
+  const reason = remembered ? timeOrRate(d, v, now, out) : denial(d, v, now, ctx, out);
   if (reason) {
     const verdict = finish(d, now, 'deny', reason, v.kid, v);
     if (out.retryAfterSec !== undefined) verdict.retryAfterSec = out.retryAfterSec;
     return verdict;
   }
-  const risk = riskOf(d, v, ctx, critical);
-  if (risk) return finish(d, now, risk[0], risk[1], v.kid, v);
+  if (!remembered) {
+    const risk = riskOf(d, v, ctx, critical);
+    if (risk) return finish(d, now, risk[0], risk[1], v.kid, v);
+    v.passedAt = d.replica.version;
+    v.passedFingerprint = ctx.fingerprint;
+    v.passedCritical = critical;
+  }
   d.telemetry.count(v.allowCounterKey, now);
-  return { decision: 'allow', reasons: [], kid: v.kid, claims: v.claims, sub: v.sub, sid: v.sid, cohort: v.cohort };
+  return v.allow;
 }
 
-function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestContext, out: { retryAfterSec?: number }): Reason | undefined {
-  const { replica } = d;
-  const policy = replica.policy;
+/** The checks that depend on the clock or on counting, in the order denial() runs them. */
+function timeOrRate(d: AuthorizeDeps, v: VerifiedToken, now: number, out: { retryAfterSec?: number }): Reason | undefined {
+  const kidPolicy = d.replica.policy.kids[v.kid];
+  return timeDenial(d, v, now, kidPolicy) ?? rateDenial(d, v, now, kidPolicy, out);
+}
+
+function timeDenial(d: AuthorizeDeps, v: VerifiedToken, now: number, kidPolicy: KidPolicy | undefined): Reason | undefined {
   const meta = v.key.meta;
-  const kidPolicy = policy.kids[v.kid];
+  const policy = d.replica.policy;
   const nowSec = now / 1000;
   const tol = d.clockToleranceSec ?? policy.clockToleranceSec;
-
-  // Key state and cutover.
   if (meta.state === 'retiring' && (meta.verifyUntil === null || now > meta.verifyUntil)) return 'key_retired';
-  if (kidPolicy?.cutoverPercent && (v.cohort < 0 || v.cohort < kidPolicy.cutoverPercent)) return 'key_cutover';
-
   // Time claims: the tolerance covers honest clock skew only; at each boundary the stricter side wins.
   if (v.exp <= nowSec - tol) return 'expired';
   if (v.nbf !== undefined && v.nbf > nowSec + tol) return 'not_yet_valid';
@@ -74,18 +84,41 @@ function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestCon
     if (v.iat === undefined) return 'iat_missing';
     if (nowSec - v.iat > kidPolicy.maxAgeSec) return 'too_old';
   }
+  return undefined;
+}
+
+/** Per-token operation limit for tokens of a tightened key; every operation counts, critical ones too. */
+function rateDenial(d: AuthorizeDeps, v: VerifiedToken, now: number, kidPolicy: KidPolicy | undefined, out: { retryAfterSec?: number }): Reason | undefined {
+  if (!kidPolicy?.rateLimit) return undefined;
+  const wait = d.limiter.hit(v.rateId, kidPolicy.rateLimit.ops, kidPolicy.rateLimit.windowSec, now);
+  if (wait <= 0) return undefined;
+  out.retryAfterSec = wait;
+  return 'rate_limited';
+}
+
+function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestContext, out: { retryAfterSec?: number }): Reason | undefined {
+  const { replica } = d;
+  const policy = replica.policy;
+  const kidPolicy = policy.kids[v.kid];
+  const nowSec = now / 1000;
+  const tol = d.clockToleranceSec ?? policy.clockToleranceSec;
+
+  if (v.key.meta.state === 'retiring' && (v.key.meta.verifyUntil === null || now > v.key.meta.verifyUntil)) return 'key_retired';
+  if (kidPolicy?.cutoverPercent && (v.cohort < 0 || v.cohort < kidPolicy.cutoverPercent)) return 'key_cutover';
+  const timed = timeDenial(d, v, now, kidPolicy);
+  if (timed) return timed;
   if (d.issuer !== undefined && v.claims.iss !== d.issuer) return 'issuer_mismatch';
   const aud = v.claims.aud;
   if (d.audience !== undefined && !(aud === d.audience || (Array.isArray(aud) && aud.includes(d.audience)))) return 'audience_mismatch';
 
   // Revocations, by the verified claims only.
   const rev = replica.revocations;
-  if (v.jti !== undefined && isLive(rev.jti.get(v.jti), nowSec)) return 'revoked_jti';
-  if (v.sid !== undefined && isLive(rev.sid.get(v.sid), nowSec)) return 'revoked_session';
-  if ((v.fph !== undefined && isLive(rev.fph.get(v.fph), nowSec)) || (ctx.fingerprint !== undefined && isLive(rev.fph.get(ctx.fingerprint), nowSec))) {
+  if (v.jti !== undefined && isLive(rev.jti.expiresAt(v.jti), nowSec)) return 'revoked_jti';
+  if (v.sid !== undefined && isLive(rev.sid.expiresAt(v.sid), nowSec)) return 'revoked_session';
+  if ((v.fph !== undefined && isLive(rev.fph.expiresAt(v.fph), nowSec)) || (ctx.fingerprint !== undefined && isLive(rev.fph.expiresAt(ctx.fingerprint), nowSec))) {
     return 'revoked_device';
   }
-  const userMark = v.sub !== undefined ? replica.watermarks.user.get(v.sub) : undefined;
+  const userMark = v.sub !== undefined && replica.watermarks.user.size > 0 ? replica.watermarks.user.get(v.sub) : undefined;
   const kidMark = replica.watermarks.kid.get(v.kid);
   if (userMark !== undefined || kidMark !== undefined) {
     // A token that does not say when it was issued cannot prove it is newer than a watermark.
@@ -95,21 +128,15 @@ function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestCon
   }
 
   // A compromised key: anyone may have minted this token. Check it against what was really issued.
-  if (meta.compromised) {
+  if (v.key.meta.compromised) {
     const forged = forgeryOf(d, v, ctx, tol);
     if (forged) {
       alert(d, v, 'forged_token', forged, now, ctx.fingerprint);
       return forged;
     }
   }
-  // Per-token operation limit for tokens of a tightened key; every operation counts, critical ones too.
-  if (kidPolicy?.rateLimit) {
-    const wait = d.limiter.hit(tokenId(v), kidPolicy.rateLimit.ops, kidPolicy.rateLimit.windowSec, now);
-    if (wait > 0) {
-      out.retryAfterSec = wait;
-      return 'rate_limited';
-    }
-  }
+  const limited = rateDenial(d, v, now, kidPolicy, out);
+  if (limited) return limited;
 
   // Device binding: a valid signature with the wrong fingerprint is a stolen token or a re-leaked key.
   if (v.fph !== undefined) {
@@ -143,19 +170,20 @@ function forgeryOf(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, tol:
 
 function riskOf(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, critical: boolean): [Decision, Reason] | undefined {
   const policy = d.replica.policy;
+  if (!policy.blockCritical.dirtyDevice && !policy.stepUp.badReputation && !policy.stepUp.newDevice) return undefined;
   const devices = v.sub !== undefined ? d.replica.devices.get(v.sub) : undefined;
   const fp = ctx.fingerprint;
   const known = fp !== undefined ? devices?.get(fp) : undefined;
-  const dirty = ctx.signals?.reputation === 'bad' || known?.reputation === 'bad';
+  const dirty = ctx.signals?.reputation === 'bad' || (known !== undefined && (known & DEVICE_BAD) !== 0);
   if (policy.blockCritical.dirtyDevice && critical && dirty) {
     // A clean account: none of its other devices is known to be bad.
     let clean = true;
-    for (const [other, info] of devices ?? []) if (other !== fp && info.reputation === 'bad') clean = false;
+    for (const [other, bits] of devices ?? []) if (other !== fp && (bits & DEVICE_BAD) !== 0) clean = false;
     if (clean) return ['block_critical', 'dirty_device'];
   }
   // The service's own signal wins; otherwise a device is new until a second factor confirmed it
   // (being seen at a login is not enough: the login may have used stolen credentials).
-  const isNew = typeof ctx.signals?.newDevice === 'boolean' ? ctx.signals.newDevice : fp !== undefined && known?.confirmed !== true;
+  const isNew = typeof ctx.signals?.newDevice === 'boolean' ? ctx.signals.newDevice : fp !== undefined && (known === undefined || (known & DEVICE_CONFIRMED) === 0);
   if (policy.stepUp.badReputation && dirty) return ['step_up', 'bad_reputation'];
   if (policy.stepUp.newDevice && isNew) return ['step_up', 'new_device'];
   return undefined;
@@ -178,11 +206,6 @@ function alert(d: AuthorizeDeps, v: VerifiedToken, kind: Alert['kind'], reason: 
   const a: Alert = { kind, reason, sub: v.sub, sid: v.sid, jti: v.jti, kid: v.kid, fph: fingerprint ?? v.fph, at: now };
   d.telemetry.alert(a);
   d.onAlert(a);
-}
-
-/** The identity of a token for rate limiting: its jti, else what makes it unique among the user's tokens. */
-function tokenId(v: VerifiedToken): string {
-  return v.jti !== undefined ? `j:${v.jti}` : `t:${v.kid}:${v.sub ?? ''}:${v.sid ?? ''}:${v.iat ?? ''}:${v.exp}`;
 }
 
 function isLive(expiresAtSec: number | undefined, nowSec: number): boolean {

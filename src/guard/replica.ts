@@ -10,6 +10,7 @@ import {
   type RevocationKind,
   type WatermarkScope,
 } from '../store/hot/hot-store.js';
+import { RevocationSet } from './revocation-set.js';
 import { createVerificationKey, type VerificationKey } from './verification-key.js';
 
 /** A published key with its ready-to-use verifier (null when the key verifies nothing). */
@@ -20,10 +21,12 @@ export interface LiveKey {
   ledger: { sids: Set<string>; subs: Set<string> } | undefined;
 }
 
-export interface DeviceInfo {
-  confirmed: boolean;
-  reputation: 'good' | 'bad' | null;
-}
+/**
+ * What is known of one device of one user, as bits of a number (a number, not an object, so a
+ * lookup on the request path is one Map probe without a further pointer to follow).
+ */
+export const DEVICE_CONFIRMED = 1;
+export const DEVICE_BAD = 2;
 
 /**
  * The guard's in-memory copy of the hot store: a snapshot, then every change from the feed.
@@ -36,9 +39,9 @@ export class Replica {
   policy: PolicyDoc = normalizePolicy(undefined);
   policyVersion = 0;
   watermarks: Record<WatermarkScope, Map<string, number>> = { user: new Map(), kid: new Map() };
-  revocations: Record<RevocationKind, Map<string, number>> = { jti: new Map(), sid: new Map(), fph: new Map() };
-  /** sub → fph → what is known of that device. */
-  devices = new Map<string, Map<string, DeviceInfo>>();
+  revocations: Record<RevocationKind, RevocationSet> = { jti: new RevocationSet(), sid: new RevocationSet(), fph: new RevocationSet() };
+  /** sub → fph → what is known of that device (DEVICE_* bits). */
+  devices = new Map<string, Map<string, number>>();
   private ledger = new Map<string, { sids: Set<string>; subs: Set<string> }>();
   cursor = '0';
   /** Bumped on every applied change; tests and health checks read it. */
@@ -61,7 +64,7 @@ export class Replica {
     this.applyKeys(snapshot.keys, true);
     this.setPolicy(snapshot.policy);
     this.watermarks = snapshot.watermarks;
-    this.revocations = snapshot.revocations;
+    this.revocations = { jti: new RevocationSet(snapshot.revocations.jti), sid: new RevocationSet(snapshot.revocations.sid), fph: new RevocationSet(snapshot.revocations.fph) };
     this.devices = new Map();
     this.applyDevices(snapshot.devices);
     this.cursor = snapshot.cursor;
@@ -80,7 +83,7 @@ export class Replica {
         applyNumbers(this.watermarks[change.scope], change.entries);
         break;
       case 'rev':
-        applyNumbers(this.revocations[change.kind], change.entries);
+        this.revocations[change.kind].apply(change.entries);
         break;
       case 'dev':
         this.applyDevices(change.entries);
@@ -100,9 +103,7 @@ export class Replica {
 
   /** Drops revocations whose tokens have expired anyway; keeps memory bounded over a long incident. */
   pruneExpired(nowSec: number): void {
-    for (const kind of REVOCATION_KINDS) {
-      for (const [value, exp] of this.revocations[kind]) if (exp <= nowSec) this.revocations[kind].delete(value);
-    }
+    for (const kind of REVOCATION_KINDS) this.revocations[kind].pruneExpired(nowSec);
   }
 
   private setPolicy(policy: { version: number; doc: Record<string, unknown> } | null): void {
@@ -114,7 +115,7 @@ export class Replica {
     for (const d of entries) {
       let forUser = this.devices.get(d.sub);
       if (!forUser) this.devices.set(d.sub, (forUser = new Map()));
-      forUser.set(d.fph, { confirmed: d.confirmed, reputation: d.reputation });
+      forUser.set(d.fph, (d.confirmed ? DEVICE_CONFIRMED : 0) | (d.reputation === 'bad' ? DEVICE_BAD : 0));
     }
   }
 

@@ -1,7 +1,7 @@
 import { cohortOf } from './cohort.js';
-import { DEFAULT_MAX_TOKEN_BYTES, parseCompactJws, TokenRejected } from './jws.js';
+import { DEFAULT_MAX_TOKEN_BYTES, isCanonicalBase64url, splitCompactJws, TokenRejected } from './jws.js';
 import type { LiveKey, Replica } from './replica.js';
-import type { Reason } from './types.js';
+import type { Reason, Verdict } from './types.js';
 
 /**
  * A token whose signature verified with the key its kid names, under that key's pinned alg,
@@ -23,6 +23,18 @@ export interface VerifiedToken {
   allowCounterKey: string;
   /** The key set this was verified under; a cached result is only reused under the same one. */
   keysVersion: number;
+  /** The identity the per-token rate limit counts under, built once. */
+  rateId: string;
+  /** The answer when allowed, built once and frozen: a cached token's allow allocates nothing. */
+  allow: Verdict;
+  /**
+   * The replica version and request context under which every state-dependent check last
+   * passed (revocations, ledger, device binding, risk). While they are unchanged those lookups
+   * are skipped; -1 when nothing is remembered.
+   */
+  passedAt: number;
+  passedFingerprint: string | undefined;
+  passedCritical: boolean;
 }
 
 export type Rejection = { reason: Reason; kid?: string };
@@ -30,7 +42,7 @@ export type Rejection = { reason: Reason; kid?: string };
 export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES): VerifiedToken | Rejection {
   let parsed;
   try {
-    parsed = parseCompactJws(token, maxTokenBytes);
+    parsed = splitCompactJws(token, maxTokenBytes);
   } catch (error) {
     if (error instanceof TokenRejected) return { reason: error.reason };
     throw error;
@@ -42,7 +54,10 @@ export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEF
   if (!key) return { reason: 'kid_unknown' };
   if (parsed.alg !== key.meta.alg) return { reason: 'alg_mismatch', kid };
   if (!key.verifier) return { reason: 'key_disabled', kid };
-  if (!key.verifier.verify(parsed.signingInput, parsed.signature)) return { reason: 'bad_signature', kid };
+  if (!key.verifier.verifySplit(parsed)) {
+    // Failing is the slow path anyway: only now tell a non-canonical spelling from a wrong signature.
+    return { reason: isCanonicalBase64url(parsed.signatureSegment) ? 'bad_signature' : 'malformed', kid };
+  }
 
   const c = parsed.payload;
   const { exp, nbf, iat, sub, sid, jti, fph } = c;
@@ -61,6 +76,9 @@ export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEF
     return { reason: 'claims_invalid', kid };
   }
   const cohort = typeof sub === 'string' ? cohortOf(sub) : -1;
+  const allow: Verdict = { decision: 'allow', reasons: [], kid, claims: c, cohort };
+  if (sub !== undefined) allow.sub = sub as string;
+  if (sid !== undefined) allow.sid = sid as string;
   return {
     kid,
     key,
@@ -75,7 +93,26 @@ export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEF
     cohort,
     allowCounterKey: allowCounterKey(kid, cohort),
     keysVersion: replica.keysVersion,
+    // The jti itself when there is one: a cached token then hands the limiter the same string, whose hash V8 keeps.
+    rateId: jti !== undefined ? (jti as string) : `\u0000${kid}:${sub ?? ''}:${sid ?? ''}:${iat ?? ''}:${exp}`,
+    allow,
+    passedAt: -1,
+    passedFingerprint: undefined,
+    passedCritical: false,
   } as VerifiedToken;
+}
+
+/** Makes a token's claims and allow verdict immutable before they are shared across requests. */
+export function freezeForSharing(v: VerifiedToken): void {
+  deepFreeze(v.claims);
+  Object.freeze(v.allow.reasons);
+  Object.freeze(v.allow);
+}
+
+function deepFreeze(value: unknown): void {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return;
+  Object.freeze(value);
+  for (const k in value) deepFreeze((value as Record<string, unknown>)[k]);
 }
 
 // Counter keys for allows, built once per (kid, cohort): a fresh string per token would be hashed
