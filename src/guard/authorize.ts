@@ -4,7 +4,7 @@ import { counterKey, type Alert, type Telemetry } from './telemetry.js';
 import type { KidPolicy } from '../state/policy.js';
 import { tokenHash, type TokenCache } from './token-cache.js';
 import type { Decision, Reason, RequestContext, Verdict } from './types.js';
-import { freezeForSharing, verifyToken, type VerifiedToken } from './verify-token.js';
+import { claimsOf, freezeForSharing, prepareToken, signatureRejection, verifyToken, type VerifiedToken } from './verify-token.js';
 
 export interface AuthorizeDeps {
   replica: Replica;
@@ -28,20 +28,65 @@ export interface AuthorizeDeps {
  */
 export function authorize(d: AuthorizeDeps, token: string | undefined, ctx: RequestContext = {}): Verdict {
   const now = d.now();
-  const critical = ctx.operation === 'critical';
-  if (!d.healthy() && (d.replica.policy.failMode === 'closed' || critical)) return finish(d, now, 'deny', 'store_unavailable');
-  if (!token) return finish(d, now, 'deny', 'token_missing');
-
-  const hash = typeof token === 'string' ? tokenHash(token) : 0;
-  let v = d.cache.get(token, hash);
-  // Keys changed since this token was verified (disabled, retired, replaced): verify it again.
-  if (v !== undefined && v.keysVersion !== d.replica.keysVersion) v = undefined;
+  const early = precheck(d, token, ctx, now);
+  if (early) return early;
+  const hash = tokenHash(token!);
+  let v = cached(d, token!, hash);
   if (v === undefined) {
-    const checked = verifyToken(d.replica, token, d.maxTokenBytes);
+    const checked = verifyToken(d.replica, token!, d.maxTokenBytes);
     if (!('claims' in checked)) return finish(d, now, 'deny', checked.reason, checked.kid);
-    v = checked;
-    if (d.cache.offer(token, hash, v)) freezeForSharing(v);
+    v = admit(d, token!, hash, checked);
   }
+  return decide(d, v, ctx, now);
+}
+
+/**
+ * The same decision, with an asymmetric signature checked on libuv's thread pool instead of the
+ * event loop (see VerificationKey.verifySplitAsync). A cached token, an HS256 token and every
+ * rejection before the signature are answered without leaving the event loop.
+ */
+export async function authorizeAsync(d: AuthorizeDeps, token: string | undefined, ctx: RequestContext = {}): Promise<Verdict> {
+  const early = precheck(d, token, ctx, d.now());
+  if (early) return early;
+  const hash = tokenHash(token!);
+  let v = cached(d, token!, hash);
+  if (v === undefined) {
+    const prepared = prepareToken(d.replica, token!, d.maxTokenBytes);
+    if ('reason' in prepared) return finish(d, d.now(), 'deny', prepared.reason, prepared.kid);
+    const pooled = prepared.key.verifier.verifySplitAsync;
+    if (pooled === undefined) return authorize(d, token, ctx);
+    const ok = await pooled(prepared.parsed);
+    // The keys changed while the signature was being checked: decide again under the new ones.
+    if (prepared.keysVersion !== d.replica.keysVersion) return authorize(d, token, ctx);
+    const checked = ok ? claimsOf(prepared) : signatureRejection(prepared);
+    if (!('claims' in checked)) return finish(d, d.now(), 'deny', checked.reason, checked.kid);
+    v = admit(d, token!, hash, checked);
+  }
+  return decide(d, v, ctx, d.now());
+}
+
+/** Answers that need no token work: the store is down (per the fail mode), or there is no token. */
+function precheck(d: AuthorizeDeps, token: string | undefined, ctx: RequestContext, now: number): Verdict | undefined {
+  if (!d.healthy() && (d.replica.policy.failMode === 'closed' || ctx.operation === 'critical')) return finish(d, now, 'deny', 'store_unavailable');
+  if (!token || typeof token !== 'string') return finish(d, now, 'deny', token ? 'malformed' : 'token_missing');
+  return undefined;
+}
+
+/** The cached verification of this token, if it is still valid for the current keys. */
+function cached(d: AuthorizeDeps, token: string, hash: number): VerifiedToken | undefined {
+  const v = d.cache.get(token, hash);
+  // Keys changed since this token was verified (disabled, retired, replaced): verify it again.
+  return v !== undefined && v.keysVersion === d.replica.keysVersion ? v : undefined;
+}
+
+function admit(d: AuthorizeDeps, token: string, hash: number, v: VerifiedToken): VerifiedToken {
+  if (d.cache.offer(token, hash, v)) freezeForSharing(v);
+  return v;
+}
+
+/** Everything after the signature: the time, revocation, compromised-key, binding and risk checks. */
+function decide(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, now: number): Verdict {
+  const critical = ctx.operation === 'critical';
   const out: { retryAfterSec?: number } = {};
   // Every state-dependent check passed for this token under this replica version and context:
   // only the time- and count-dependent ones can change the answer.
@@ -113,12 +158,12 @@ function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestCon
 
   // Revocations, by the verified claims only.
   const rev = replica.revocations;
-  if (v.jti !== undefined && isLive(rev.jti.expiresAt(v.jti), nowSec)) return 'revoked_jti';
-  if (v.sid !== undefined && isLive(rev.sid.expiresAt(v.sid), nowSec)) return 'revoked_session';
-  if ((v.fph !== undefined && isLive(rev.fph.expiresAt(v.fph), nowSec)) || (ctx.fingerprint !== undefined && isLive(rev.fph.expiresAt(ctx.fingerprint), nowSec))) {
+  if (v.jti !== undefined && isLive(rev.jti.get(v.jti), nowSec)) return 'revoked_jti';
+  if (v.sid !== undefined && isLive(rev.sid.get(v.sid), nowSec)) return 'revoked_session';
+  if ((v.fph !== undefined && isLive(rev.fph.get(v.fph), nowSec)) || (ctx.fingerprint !== undefined && isLive(rev.fph.get(ctx.fingerprint), nowSec))) {
     return 'revoked_device';
   }
-  const userMark = v.sub !== undefined && replica.watermarks.user.size > 0 ? replica.watermarks.user.get(v.sub) : undefined;
+  const userMark = v.sub !== undefined ? replica.watermarks.user.get(v.sub) : undefined;
   const kidMark = replica.watermarks.kid.get(v.kid);
   if (userMark !== undefined || kidMark !== undefined) {
     // A token that does not say when it was issued cannot prove it is newer than a watermark.

@@ -3,7 +3,7 @@ import { loadKek } from '../crypto/kek.js';
 import { recordDevice } from '../state/devices.js';
 import type { Backends } from '../store/open.js';
 import type { CounterRow } from '../store/hot/hot-store.js';
-import { authorize, type AuthorizeDeps } from './authorize.js';
+import { authorize, authorizeAsync, type AuthorizeDeps } from './authorize.js';
 import { Issuer, type IssuedToken, type IssueRequest, type Session } from './issuer.js';
 import { TokenRateLimiter } from './rate-limit.js';
 import { catchUp, Replica } from './replica.js';
@@ -62,6 +62,12 @@ export type GuardEvent =
 export interface Guard {
   /** The full decision for one request: allow, step_up, block_critical or deny, with reasons. */
   authorize(token: string | undefined, ctx?: RequestContext): Verdict;
+  /**
+   * The same decision, with a new token's RS256/ES256/EdDSA signature checked on libuv's thread
+   * pool: the event loop is not held for the 70-150 µs such a check takes, and other cores share
+   * the work. Cached and HS256 tokens are answered at once, as by authorize.
+   */
+  authorizeAsync(token: string | undefined, ctx?: RequestContext): Promise<Verdict>;
   /** The same decision for a read with no device context (kept from the first cut). */
   verify(token: string): Verdict;
   /** Signs an access token with the active key and records its session (and device) in the ledger. */
@@ -211,6 +217,7 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
       return replica.policyVersion;
     },
     authorize: (token, ctx) => authorize(deps, token, ctx),
+    authorizeAsync: (token, ctx) => authorizeAsync(deps, token, ctx),
     verify: (token) => authorize(deps, token, {}),
     issue: (req) => issuer.issue(req),
     login: (req) => issuer.login(req),

@@ -10,7 +10,7 @@ import {
   type RevocationKind,
   type WatermarkScope,
 } from '../store/hot/hot-store.js';
-import { RevocationSet } from './revocation-set.js';
+import { BloomMap } from './bloom-map.js';
 import { createVerificationKey, type VerificationKey } from './verification-key.js';
 
 /** A published key with its ready-to-use verifier (null when the key verifies nothing). */
@@ -38,8 +38,8 @@ export class Replica {
   activeKid: string | undefined;
   policy: PolicyDoc = normalizePolicy(undefined);
   policyVersion = 0;
-  watermarks: Record<WatermarkScope, Map<string, number>> = { user: new Map(), kid: new Map() };
-  revocations: Record<RevocationKind, RevocationSet> = { jti: new RevocationSet(), sid: new RevocationSet(), fph: new RevocationSet() };
+  watermarks: Record<WatermarkScope, BloomMap> = { user: new BloomMap(), kid: new BloomMap() };
+  revocations: Record<RevocationKind, BloomMap> = { jti: new BloomMap(), sid: new BloomMap(), fph: new BloomMap() };
   /** sub → fph → what is known of that device (DEVICE_* bits). */
   devices = new Map<string, Map<string, number>>();
   private ledger = new Map<string, { sids: Set<string>; subs: Set<string> }>();
@@ -63,8 +63,8 @@ export class Replica {
     // At start-up an unusable key is fatal: a guard configured with, say, an empty key refuses to start.
     this.applyKeys(snapshot.keys, true);
     this.setPolicy(snapshot.policy);
-    this.watermarks = snapshot.watermarks;
-    this.revocations = { jti: new RevocationSet(snapshot.revocations.jti), sid: new RevocationSet(snapshot.revocations.sid), fph: new RevocationSet(snapshot.revocations.fph) };
+    this.watermarks = { user: new BloomMap(snapshot.watermarks.user), kid: new BloomMap(snapshot.watermarks.kid) };
+    this.revocations = { jti: new BloomMap(snapshot.revocations.jti), sid: new BloomMap(snapshot.revocations.sid), fph: new BloomMap(snapshot.revocations.fph) };
     this.devices = new Map();
     this.applyDevices(snapshot.devices);
     this.cursor = snapshot.cursor;
@@ -80,7 +80,7 @@ export class Replica {
         this.setPolicy(change.policy);
         break;
       case 'wm':
-        applyNumbers(this.watermarks[change.scope], change.entries);
+        this.watermarks[change.scope].apply(change.entries);
         break;
       case 'rev':
         this.revocations[change.kind].apply(change.entries);
@@ -158,13 +158,6 @@ export class Replica {
     }
     if (!meta.publicJwk) throw new TypeError(`key ${meta.kid} has no public key`);
     return createVerificationKey(meta.kid, meta.alg, { jwk: meta.publicJwk });
-  }
-}
-
-function applyNumbers(map: Map<string, number>, entries: Array<[string, number | null]>): void {
-  for (const [key, value] of entries) {
-    if (value === null) map.delete(key);
-    else map.set(key, value);
   }
 }
 

@@ -4,7 +4,9 @@
  * token's header alg to `key.alg` is the caller's job and is what defeats alg-confusion.
  */
 import {
+  createHash,
   createHmac,
+  hash,
   createPublicKey,
   createVerify,
   timingSafeEqual,
@@ -28,6 +30,12 @@ export interface VerificationKey {
    * HMAC is compared in encoded form, sparing a decode).
    */
   verifySplit(jws: SplitJws): boolean;
+  /**
+   * verifySplit on libuv's thread pool, for the asymmetric algs (70-150 µs of CPU a signature
+   * here), so the event loop stays free and other cores share the work. Undefined for HS256,
+   * whose 4 µs HMAC costs less than a trip to the pool.
+   */
+  readonly verifySplitAsync: ((jws: SplitJws) => Promise<boolean>) | undefined;
 }
 
 type KeyMaterial = { secret: Uint8Array } | { jwk: JsonWebKey };
@@ -67,11 +75,53 @@ function allZero(buf: Buffer, start: number, end: number): boolean {
 
 /** `encoding` is latin1 only for input known to be ASCII. */
 type Check = (input: string, sig: Buffer | string, encoding: 'utf8' | 'latin1') => boolean;
+/** The same check on the thread pool: resolves false for anything that is not a valid signature. */
+type AsyncCheck = (input: string, sig: Buffer | string) => Promise<boolean>;
+
+/** crypto.verify's callback form, which runs on libuv's pool. */
+function pooledVerify(algorithm: string | null, key: Parameters<typeof cryptoVerify>[2], sigLen: number, extra?: (sig: Buffer) => boolean): AsyncCheck {
+  return (input, sig) =>
+    new Promise((resolve) => {
+      const bytes = bytesOf(sig);
+      if (bytes === null || bytes.length !== sigLen || (extra && !extra(bytes))) return resolve(false);
+      try {
+        cryptoVerify(algorithm, Buffer.from(input, 'latin1'), key, bytes, (error, ok) => resolve(!error && ok));
+      } catch {
+        resolve(false);
+      }
+    });
+}
 
 /** Decodes a signature segment; null when it is not canonical base64url (never a valid signature). */
 function bytesOf(sig: Buffer | string): Buffer | null {
   if (typeof sig !== 'string') return sig;
   return isCanonicalBase64url(sig) ? Buffer.from(sig, 'base64url') : null;
+}
+
+const HMAC_SCRATCH_BYTES = 16_384;
+
+/**
+ * HMAC-SHA256 (RFC 2104) of an ASCII string, base64url: H(K^opad || H(K^ipad || m)) from two
+ * one-shot crypto.hash calls over buffers prepared once per key. About 0.5 µs (20 %) cheaper a
+ * token than createHmac here, which builds a native Hmac object per call (and the GC must
+ * finalise it); the differential test holds it to jose on every token. Not reentrant, and need
+ * not be: it is synchronous.
+ */
+function hmacSha256Base64url(secret: Buffer): (ascii: string) => string {
+  const block = Buffer.alloc(64);
+  (secret.length > 64 ? createHash('sha256').update(secret).digest() : secret).copy(block);
+  const inner = Buffer.alloc(64 + HMAC_SCRATCH_BYTES);
+  const outer = Buffer.alloc(64 + 32);
+  for (let i = 0; i < 64; i++) {
+    inner[i] = block[i]! ^ 0x36;
+    outer[i] = block[i]! ^ 0x5c;
+  }
+  block.fill(0);
+  return (ascii) => {
+    const n = inner.write(ascii, 64, 'latin1');
+    hash('sha256', inner.subarray(0, 64 + n), 'buffer').copy(outer, 64);
+    return hash('sha256', outer, 'base64url');
+  };
 }
 
 /** Same length and same characters, without an early exit (the expected MAC must not leak). */
@@ -82,7 +132,7 @@ function sameEncoded(a: string, b: string): boolean {
   return diff === 0;
 }
 
-function makeVerifier(alg: JwsAlg, material: KeyMaterial): Check {
+function makeVerifier(alg: JwsAlg, material: KeyMaterial): { check: Check; pooled?: AsyncCheck } {
   switch (alg) {
     case 'HS256': {
       // A private copy, so later mutation of the caller's buffer cannot change the key. A raw
@@ -90,10 +140,15 @@ function makeVerifier(alg: JwsAlg, material: KeyMaterial): Check {
       const key = Buffer.from(secretOf(alg, material));
       // A segment is compared with the MAC's canonical encoding: equal strings mean equal bytes, and a non-canonical
       // spelling of the right MAC never matches.
-      return (input, sig, encoding) => {
-        const mac = createHmac('sha256', key).update(input, encoding);
-        if (typeof sig === 'string') return sameEncoded(mac.digest('base64url'), sig);
-        return sig.length === 32 && timingSafeEqual(mac.digest(), sig);
+      const fast = hmacSha256Base64url(key);
+      return {
+        check: (input, sig, encoding) => {
+          if (typeof sig === 'string') {
+            if (encoding === 'latin1' && input.length <= HMAC_SCRATCH_BYTES) return sameEncoded(fast(input), sig);
+            return sameEncoded(createHmac('sha256', key).update(input, encoding).digest('base64url'), sig);
+          }
+          return sig.length === 32 && timingSafeEqual(createHmac('sha256', key).update(input, encoding).digest(), sig);
+        },
       };
     }
     case 'RS256': {
@@ -102,31 +157,35 @@ function makeVerifier(alg: JwsAlg, material: KeyMaterial): Check {
       if (bits < MIN_RSA_BITS) throw new TypeError(`RSA modulus of ${bits} bits is below ${MIN_RSA_BITS}`);
       const sigLen = Math.ceil(bits / 8);
       // createVerify, not the one-shot verify: measured about 4 % faster per token in Node 20.
-      return (input, sig, encoding) => {
-        const bytes = bytesOf(sig);
-        return bytes !== null && bytes.length === sigLen && createVerify('sha256').update(input, encoding).verify(key, bytes);
+      return {
+        check: (input, sig, encoding) => {
+          const bytes = bytesOf(sig);
+          return bytes !== null && bytes.length === sigLen && createVerify('sha256').update(input, encoding).verify(key, bytes);
+        },
+        pooled: pooledVerify('sha256', key, sigLen),
       };
     }
     case 'ES256': {
       const key = { key: publicKeyOf(alg, material, 'EC', 'P-256'), dsaEncoding: 'ieee-p1363' as const };
       // r = 0 or s = 0 is never a valid ECDSA signature; rejecting it up front keeps us safe from
       // any verifier that mishandles it (CVE-2022-21449, "psychic signatures").
-      return (input, sig, encoding) => {
-        const bytes = bytesOf(sig);
-        return (
-          bytes !== null &&
-          bytes.length === 64 &&
-          !allZero(bytes, 0, 32) &&
-          !allZero(bytes, 32, 64) &&
-          cryptoVerify('sha256', Buffer.from(input, encoding), key, bytes)
-        );
+      const nonZero = (bytes: Buffer) => !allZero(bytes, 0, 32) && !allZero(bytes, 32, 64);
+      return {
+        check: (input, sig, encoding) => {
+          const bytes = bytesOf(sig);
+          return bytes !== null && bytes.length === 64 && nonZero(bytes) && cryptoVerify('sha256', Buffer.from(input, encoding), key, bytes);
+        },
+        pooled: pooledVerify('sha256', key, 64, nonZero),
       };
     }
     case 'EdDSA': {
       const key = publicKeyOf(alg, material, 'OKP', 'Ed25519');
-      return (input, sig, encoding) => {
-        const bytes = bytesOf(sig);
-        return bytes !== null && bytes.length === 64 && cryptoVerify(null, Buffer.from(input, encoding), key, bytes);
+      return {
+        check: (input, sig, encoding) => {
+          const bytes = bytesOf(sig);
+          return bytes !== null && bytes.length === 64 && cryptoVerify(null, Buffer.from(input, encoding), key, bytes);
+        },
+        pooled: pooledVerify(null, key, 64),
       };
     }
     default:
@@ -138,7 +197,7 @@ export function createVerificationKey(kid: string, alg: JwsAlg, material: KeyMat
   if (typeof kid !== 'string' || kid.length === 0) throw new TypeError('kid must be a non-empty string');
   if (!SUPPORTED_ALGS.includes(alg)) throw new TypeError(`unsupported alg ${String(alg)}`);
   if (typeof material !== 'object' || material === null) throw new TypeError('key material is required');
-  const check = makeVerifier(alg, material);
+  const { check, pooled } = makeVerifier(alg, material);
   return Object.freeze({
     kid,
     alg,
@@ -158,5 +217,6 @@ export function createVerificationKey(kid: string, alg: JwsAlg, material: KeyMat
         return false;
       }
     },
+    verifySplitAsync: pooled && ((jws: SplitJws) => pooled(jws.signingInput, jws.signatureSegment)),
   });
 }

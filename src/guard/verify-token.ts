@@ -1,7 +1,8 @@
 import { cohortOf } from './cohort.js';
-import { DEFAULT_MAX_TOKEN_BYTES, isCanonicalBase64url, splitCompactJws, TokenRejected } from './jws.js';
+import { DEFAULT_MAX_TOKEN_BYTES, isCanonicalBase64url, splitCompactJws, TokenRejected, type SplitJws } from './jws.js';
 import type { LiveKey, Replica } from './replica.js';
 import type { Reason, Verdict } from './types.js';
+import type { VerificationKey } from './verification-key.js';
 
 /**
  * A token whose signature verified with the key its kid names, under that key's pinned alg,
@@ -39,7 +40,23 @@ export interface VerifiedToken {
 
 export type Rejection = { reason: Reason; kid?: string };
 
+/** A token split and matched to a usable key of the right alg, its signature not yet checked. */
+export interface PreparedToken {
+  parsed: SplitJws;
+  kid: string;
+  key: LiveKey & { verifier: VerificationKey };
+  /** The key set it was matched under. */
+  keysVersion: number;
+}
+
 export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES): VerifiedToken | Rejection {
+  const prepared = prepareToken(replica, token, maxTokenBytes);
+  if ('reason' in prepared) return prepared;
+  return prepared.key.verifier.verifySplit(prepared.parsed) ? claimsOf(prepared) : signatureRejection(prepared);
+}
+
+/** Everything before the signature: shape, header, kid, the key's state and its pinned alg. */
+export function prepareToken(replica: Replica, token: string, maxTokenBytes = DEFAULT_MAX_TOKEN_BYTES): PreparedToken | Rejection {
   let parsed;
   try {
     parsed = splitCompactJws(token, maxTokenBytes);
@@ -54,11 +71,17 @@ export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEF
   if (!key) return { reason: 'kid_unknown' };
   if (parsed.alg !== key.meta.alg) return { reason: 'alg_mismatch', kid };
   if (!key.verifier) return { reason: 'key_disabled', kid };
-  if (!key.verifier.verifySplit(parsed)) {
-    // Failing is the slow path anyway: only now tell a non-canonical spelling from a wrong signature.
-    return { reason: isCanonicalBase64url(parsed.signatureSegment) ? 'bad_signature' : 'malformed', kid };
-  }
+  return { parsed, kid, key: key as PreparedToken['key'], keysVersion: replica.keysVersion };
+}
 
+/** Why a signature failed: only now (the slow path anyway) tell a non-canonical spelling from a wrong one. */
+export function signatureRejection(prepared: PreparedToken): Rejection {
+  return { reason: isCanonicalBase64url(prepared.parsed.signatureSegment) ? 'bad_signature' : 'malformed', kid: prepared.kid };
+}
+
+/** After the signature verified: the claims' types, and what is built once per token. */
+export function claimsOf(prepared: PreparedToken): VerifiedToken | Rejection {
+  const { parsed, kid, key } = prepared;
   const c = parsed.payload;
   const { exp, nbf, iat, sub, sid, jti, fph } = c;
   if (exp === undefined) return { reason: 'exp_missing', kid };
@@ -92,7 +115,7 @@ export function verifyToken(replica: Replica, token: string, maxTokenBytes = DEF
     iat,
     cohort,
     allowCounterKey: allowCounterKey(kid, cohort),
-    keysVersion: replica.keysVersion,
+    keysVersion: prepared.keysVersion,
     // The jti itself when there is one: a cached token then hands the limiter the same string, whose hash V8 keeps.
     rateId: jti !== undefined ? (jti as string) : `\u0000${kid}:${sub ?? ''}:${sid ?? ''}:${iat ?? ''}:${exp}`,
     allow,

@@ -383,8 +383,13 @@ describeBackend(c!, 'the guard agrees with jose', () => {
     const stricterSeen = new Map<string, number>();
     const perKind = new Map<string, { n: number; allowed: number }>();
     let agreed = 0;
+    // authorizeAsync (signatures on the thread pool) must answer exactly as authorize does. The
+    // sync call sees each token first, so the async one verifies it again rather than from cache.
+    const asyncDiffers: string[] = [];
     for (const { kind, token } of all) {
       const verdict = guard.authorize(token, {});
+      const pooled = await guard.authorizeAsync(token, {});
+      if (pooled.decision !== verdict.decision || pooled.reasons.join() !== verdict.reasons.join()) asyncDiffers.push(`[${kind}] ${verdict.reasons} vs ${pooled.reasons}`);
       const guardAllows = verdict.decision === 'allow';
       const jose = await joseAccepts(token);
       const stricter = jose ? stricterFor(token) : [];
@@ -415,5 +420,6 @@ describeBackend(c!, 'the guard agrees with jose', () => {
     // Every valid token is accepted by both (a sanity check on the generator itself).
     expect(perKind.get('valid')).toEqual({ n: valid, allowed: valid });
     expect(disagreements).toEqual([]);
+    expect(asyncDiffers).toEqual([]);
   });
 });
