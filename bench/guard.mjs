@@ -24,11 +24,11 @@ import {
   verify as cryptoVerify,
   webcrypto,
 } from 'node:crypto';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createVerifier } from 'fast-jwt';
+import { Redis } from 'ioredis';
 import { importJWK, jwtVerify } from 'jose';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -133,14 +133,13 @@ async function dropSchema(schema) {
 }
 
 async function deleteRedisPrefix(prefix) {
-  let client;
+  const client = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
   try {
-    client = await resp(REDIS_URL);
     let cursor = '0';
     let deleted = 0;
     do {
-      const [next, keys] = await client.cmd('SCAN', cursor, 'MATCH', `${prefix}*`, 'COUNT', '1000');
-      if (keys.length) deleted += await client.cmd('UNLINK', ...keys);
+      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      if (keys.length) deleted += await client.unlink(...keys);
       cursor = next;
     } while (cursor !== '0');
     return deleted;
@@ -148,70 +147,8 @@ async function deleteRedisPrefix(prefix) {
     process.stderr.write(`could not delete Redis keys under ${prefix}: ${error?.message ?? error}\n`);
     return 0;
   } finally {
-    client?.close();
+    client.disconnect();
   }
-}
-
-/** A minimal RESP2 client for cleanup and MEMORY USAGE (the benchmark itself uses jwtir's own store). */
-async function resp(url) {
-  const u = new URL(url);
-  const sock = net.connect(Number(u.port || 6379), u.hostname);
-  await new Promise((resolve, reject) => {
-    sock.once('connect', resolve);
-    sock.once('error', reject);
-  });
-  let buf = Buffer.alloc(0);
-  const waiters = [];
-  const parse = (b, pos) => {
-    if (pos >= b.length) return null;
-    const end = b.indexOf('\r\n', pos);
-    if (end < 0) return null;
-    const type = String.fromCharCode(b[pos]);
-    const line = b.toString('latin1', pos + 1, end);
-    if (type === '+') return [line, end + 2];
-    if (type === '-') return [new Error(line), end + 2];
-    if (type === ':') return [Number(line), end + 2];
-    if (type === '$') {
-      const n = Number(line);
-      if (n < 0) return [null, end + 2];
-      if (end + 2 + n + 2 > b.length) return null;
-      return [b.toString('utf8', end + 2, end + 2 + n), end + 4 + n];
-    }
-    if (type === '*') {
-      const n = Number(line);
-      if (n < 0) return [null, end + 2];
-      const out = [];
-      let p = end + 2;
-      for (let i = 0; i < n; i++) {
-        const r = parse(b, p);
-        if (!r) return null;
-        out.push(r[0]);
-        p = r[1];
-      }
-      return [out, p];
-    }
-    throw new Error(`unexpected RESP type ${type}`);
-  };
-  sock.on('data', (d) => {
-    buf = buf.length ? Buffer.concat([buf, d]) : d;
-    for (;;) {
-      const r = parse(buf, 0);
-      if (!r) break;
-      buf = buf.subarray(r[1]);
-      waiters.shift()?.(r[0]);
-    }
-  });
-  sock.on('error', (e) => {
-    for (const w of waiters.splice(0)) w(e);
-  });
-  const cmd = (...args) =>
-    new Promise((resolve, reject) => {
-      waiters.push((v) => (v instanceof Error ? reject(v) : resolve(v)));
-      sock.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`);
-    });
-  const db = u.pathname.slice(1);
-  if (db) await cmd('SELECT', db);
-  return { cmd, close: () => sock.destroy() };
 }
 
 // ───────────────────────────────────────────────────────────────────────────────────────────
@@ -713,7 +650,7 @@ async function throughput(setup) {
     summary.push({ title: row.title, coldRatio, warmRatio, asyncRatio: c.asyncVsFast, coldUs: 1e6 / c.guard, warmUs: 1e6 / w.guard, joseUs: 1e6 / c.jose, fastUs: 1e6 / c.fast, floorUs: 1e6 / c.floor });
   }
   log('');
-  log('summary (µs/op: medians of interleaved slices; ratios: paired medians of ops/s ratios, same run)');
+  log("summary (µs/op: medians over blocks of interleaved rounds; ratios: medians of same-block ops/s ratios, same run)");
   log(`   ${padR('', 20)}${pad('guard cold', 12)}${pad('guard warm', 12)}${pad('jose', 10)}${pad('fast-jwt', 10)}${pad('floor', 10)}${pad('cold/fast', 11)}${pad('warm/fast', 11)}${pad('async/fast', 12)}`);
   for (const s of summary) {
     log(
@@ -847,9 +784,9 @@ async function memory(env, setup, children) {
     await hot.close();
   }
   try {
-    const r = await resp(REDIS_URL);
-    const [hash, stream] = [await r.cmd('MEMORY', 'USAGE', `${memPrefix}rev:jti`, 'SAMPLES', '0'), await r.cmd('MEMORY', 'USAGE', `${memPrefix}changes`, 'SAMPLES', '0')];
-    r.close();
+    const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    const [hash, stream] = [await r.call('MEMORY', 'USAGE', `${memPrefix}rev:jti`, 'SAMPLES', '0'), await r.call('MEMORY', 'USAGE', `${memPrefix}changes`, 'SAMPLES', '0')];
+    r.disconnect();
     log(`   Redis: hash ${memPrefix}rev:jti ${(hash / 2 ** 20).toFixed(1)} MiB, change stream ${memPrefix}changes ${(stream / 2 ** 20).toFixed(1)} MiB`);
   } catch (error) {
     note(`MEMORY USAGE unavailable: ${error?.message ?? error}`);
