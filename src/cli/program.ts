@@ -1,48 +1,10 @@
 import { Command, Option } from 'commander';
-import { withContext, type CommonOptions } from './context.js';
+import { action, command as cmd, EXIT_CODES } from './define.js';
+import { registerBlacklist } from './wiring/blacklist.js';
+import { registerContainment } from './wiring/containment.js';
+import { registerNotify } from './wiring/notify.js';
 
-/**
- * Wires the commands together. Command modules are imported only when their command runs,
- * so `jwtir --help` does not load database drivers or crypto.
- */
-const EXIT_CODES = `
-Exit codes:
-  0    success
-  1    internal error (a bug: please report it)
-  2    bad input: a flag, argument, file or runbook is wrong; nothing was changed
-  3    conflict: a lock is held, or the state does not allow this (resume or roll back first)
-  4    a backend (Postgres, Redis, the embedded database) is unreachable
-  5    refused for safety: missing or wrong KEK, weak secret, unsafe file mode
-  6    integrity: the audit trail is broken, or could not be written (so nothing was done)
-  7    a runbook step failed; the run is stopped and can be resumed or rolled back
-  130  aborted: a confirmation was declined`;
-
-/** Options shared by every command (node-pg-migrate style option group). */
-function withCommon(cmd: Command): Command {
-  return cmd
-    .optionsGroup('Common options:')
-    .option('--json', 'machine-readable output on stdout (human output stays on stderr)')
-    .option('--no-color', 'no colors (NO_COLOR is honoured too)')
-    .option('--database-url <url>', 'Postgres URL without a password (default: DATABASE_URL, else the embedded database)')
-    .option('--redis-url <url>', 'Redis URL without a password (default: REDIS_URL, else tables in the database)')
-    .option('--state-dir <dir>', 'directory of the embedded database (default: JWTIR_STATE_DIR or ./.jwtir)')
-    .option('--schema <name>', 'Postgres schema (default: JWTIR_SCHEMA or jwtir)')
-    .option('--config <file>', 'config file (default: JWTIR_CONFIG or ./jwtir.config.json)')
-    .optionsGroup('Options:');
-}
-
-type Handler<A extends unknown[]> = (...args: A) => Promise<void>;
-
-/** Adapts a lazily imported command function to commander: the last two args are (opts, cmd). */
-function action<A extends unknown[]>(load: () => Promise<(ctx: import('./context.js').CommandContext, ...rest: A) => Promise<void>>): Handler<unknown[]> {
-  return async (...args: unknown[]) => {
-    const cmd = args.at(-1) as Command;
-    const opts = cmd.optsWithGlobals() as CommonOptions;
-    const positional = args.slice(0, -2);
-    const fn = await load();
-    await withContext(opts, (ctx) => fn(ctx, ...([...positional, opts] as unknown as A)));
-  };
-}
+/** Wires the commands together; each command's module is imported only when it runs. */
 
 export function buildProgram(): Command {
   const program = new Command('jwtir')
@@ -57,13 +19,6 @@ Start here:
   jwtir rotate --staged --compromised
 ${EXIT_CODES}`)
     .exitOverride();
-
-  const cmd = (parent: Command, name: string, description: string, examples: string[] = []) => {
-    const c = withCommon(parent.command(name).description(description));
-    c.exitOverride().showHelpAfterError('(run with --help for usage)');
-    if (examples.length) c.addHelpText('after', `\nExamples:\n${examples.map((e) => `  $ ${e}`).join('\n')}\n${EXIT_CODES}`);
-    return c;
-  };
 
   cmd(program, 'init', 'create or upgrade the state (schema, and a KEK file for the embedded default)', ['jwtir init', 'DATABASE_URL=postgres://jwtir@db/jwtir JWTIR_KEK=$(cat kek.b64) jwtir init']).action(
     action(async () => (await import('./commands/init.js')).init),
@@ -164,5 +119,8 @@ ${EXIT_CODES}`)
     action(async () => (await import('./commands/audit.js')).trail),
   );
 
+  registerContainment(program);
+  registerBlacklist(program);
+  registerNotify(program);
   return program;
 }

@@ -165,11 +165,13 @@ function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestCon
   }
   const userMark = v.sub !== undefined ? replica.watermarks.user.get(v.sub) : undefined;
   const kidMark = replica.watermarks.kid.get(v.kid);
-  if (userMark !== undefined || kidMark !== undefined) {
+  const cohortMark = replica.cohortMark(v.kid, v.cohort);
+  if (userMark !== undefined || kidMark !== undefined || cohortMark > 0) {
     // A token that does not say when it was issued cannot prove it is newer than a watermark.
     if (v.iat === undefined) return 'iat_missing';
     if (userMark !== undefined && v.iat < userMark) return 'revoked_user';
     if (kidMark !== undefined && v.iat < kidMark) return 'revoked_kid';
+    if (v.iat < cohortMark) return 'revoked_cohort';
   }
 
   // A compromised key: anyone may have minted this token. Check it against what was really issued.

@@ -38,7 +38,9 @@ export class Replica {
   activeKid: string | undefined;
   policy: PolicyDoc = normalizePolicy(undefined);
   policyVersion = 0;
-  watermarks: Record<WatermarkScope, BloomMap> = { user: new BloomMap(), kid: new BloomMap() };
+  watermarks: Record<WatermarkScope, BloomMap> = { user: new BloomMap(), kid: new BloomMap(), cohort: new BloomMap() };
+  /** Cohort watermarks indexed by cohort (epoch seconds, 0 for none): for every key, and per key. */
+  cohortMarks = { all: new Float64Array(100), byKid: new Map<string, Float64Array>() };
   revocations: Record<RevocationKind, BloomMap> = { jti: new BloomMap(), sid: new BloomMap(), fph: new BloomMap() };
   /** sub → fph → what is known of that device (DEVICE_* bits). */
   devices = new Map<string, Map<string, number>>();
@@ -63,7 +65,8 @@ export class Replica {
     // At start-up an unusable key is fatal: a guard configured with, say, an empty key refuses to start.
     this.applyKeys(snapshot.keys, true);
     this.setPolicy(snapshot.policy);
-    this.watermarks = { user: new BloomMap(snapshot.watermarks.user), kid: new BloomMap(snapshot.watermarks.kid) };
+    this.watermarks = { user: new BloomMap(snapshot.watermarks.user), kid: new BloomMap(snapshot.watermarks.kid), cohort: new BloomMap(snapshot.watermarks.cohort) };
+    this.indexCohortMarks();
     this.revocations = { jti: new BloomMap(snapshot.revocations.jti), sid: new BloomMap(snapshot.revocations.sid), fph: new BloomMap(snapshot.revocations.fph) };
     this.devices = new Map();
     this.applyDevices(snapshot.devices);
@@ -81,6 +84,7 @@ export class Replica {
         break;
       case 'wm':
         this.watermarks[change.scope].apply(change.entries);
+        if (change.scope === 'cohort') this.indexCohortMarks();
         break;
       case 'rev':
         this.revocations[change.kind].apply(change.entries);
@@ -99,6 +103,32 @@ export class Replica {
       }
     }
     this.version += 1;
+  }
+
+  /** The not-before (epoch seconds) a cohort watermark sets for a token of `kid` in `cohort`; 0 for none. */
+  cohortMark(kid: string, cohort: number): number {
+    if (cohort < 0) return 0;
+    const forKid = this.cohortMarks.byKid.get(kid);
+    return Math.max(this.cohortMarks.all[cohort]!, forKid ? forKid[cohort]! : 0);
+  }
+
+  /** Subjects are "<n>" (every key) or "<kid>#<n>": turned into arrays once, not parsed per request. */
+  private indexCohortMarks(): void {
+    const all = new Float64Array(100);
+    const byKid = new Map<string, Float64Array>();
+    for (const [subject, notBefore] of this.watermarks.cohort.entries()) {
+      const hash = subject.lastIndexOf('#');
+      const cohort = Number(subject.slice(hash + 1));
+      if (!Number.isInteger(cohort) || cohort < 0 || cohort > 99) continue;
+      let marks: Float64Array = all;
+      if (hash >= 0) {
+        const kid = subject.slice(0, hash);
+        marks = byKid.get(kid) ?? new Float64Array(100);
+        byKid.set(kid, marks);
+      }
+      marks[cohort] = Math.max(marks[cohort]!, notBefore);
+    }
+    this.cohortMarks = { all, byKid };
   }
 
   /** Drops revocations whose tokens have expired anyway; keeps memory bounded over a long incident. */

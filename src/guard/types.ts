@@ -56,6 +56,7 @@ export type Reason =
   | 'revoked_device'
   | 'revoked_user'
   | 'revoked_kid'
+  | 'revoked_cohort'
   // compromised key
   | 'forged_unknown_session'
   | 'forged_after_retirement'

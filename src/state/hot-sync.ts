@@ -1,5 +1,5 @@
 import type { Queryable } from '../store/db.js';
-import type { DeviceEntry, HotStore, RevocationKind, WatermarkScope } from '../store/hot/hot-store.js';
+import { WATERMARK_SCOPES, type DeviceEntry, type HotStore, type RevocationKind } from '../store/hot/hot-store.js';
 import { syncKeysToHotStore } from './keys.js';
 import { syncLedgerToHotStore } from './ledger.js';
 import { currentPolicy } from './policy.js';
@@ -22,7 +22,7 @@ export async function resyncHotStore(db: Queryable, hot: HotStore): Promise<Resy
   const policy = await currentPolicy(db);
   if (policy.version > 0) await hot.publishPolicy({ version: policy.version, doc: policy.doc as unknown as Record<string, unknown> });
   let watermarks = 0;
-  for (const scope of ['user', 'kid'] as WatermarkScope[]) {
+  for (const scope of WATERMARK_SCOPES) {
     const rows = await db.query<{ subject: string; nb: number }>(
       `SELECT subject, floor(extract(epoch FROM max(not_before)))::bigint AS nb FROM watermarks WHERE scope = $1 AND cleared_at IS NULL GROUP BY subject`,
       [scope],

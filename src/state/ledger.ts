@@ -1,3 +1,4 @@
+import { cohortOf } from '../guard/cohort.js';
 import type { Queryable } from '../store/db.js';
 import type { HotStore } from '../store/hot/hot-store.js';
 
@@ -11,6 +12,9 @@ export interface LedgerSession {
   issuedAt: Date;
   expiresAt: Date;
   source?: string;
+  /** What the user sees in their session list, when the service supplies it: "Firefox on Linux", "Berlin, DE". */
+  device?: string | null;
+  place?: string | null;
 }
 
 /**
@@ -21,11 +25,12 @@ export async function recordSessions(db: Queryable, sessions: LedgerSession[], b
   for (let i = 0; i < sessions.length; i += batchSize) {
     const part = sessions.slice(i, i + batchSize);
     await db.query(
-      `INSERT INTO sessions (sid, sub, kid, roles, fph, issued_at, expires_at, source)
-       SELECT sid, sub, kid, ARRAY(SELECT jsonb_array_elements_text(roles::jsonb)), fph, issued_at, expires_at, source
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[])
-         AS t(sid, sub, kid, roles, fph, issued_at, expires_at, source)
-       ON CONFLICT (sid) DO UPDATE SET expires_at = greatest(sessions.expires_at, EXCLUDED.expires_at)`,
+      `INSERT INTO sessions (sid, sub, kid, roles, fph, issued_at, expires_at, source, cohort, device, place)
+       SELECT sid, sub, kid, ARRAY(SELECT jsonb_array_elements_text(roles::jsonb)), fph, issued_at, expires_at, source, cohort, device, place
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[], $9::smallint[], $10::text[], $11::text[])
+         AS t(sid, sub, kid, roles, fph, issued_at, expires_at, source, cohort, device, place)
+       ON CONFLICT (sid) DO UPDATE SET expires_at = greatest(sessions.expires_at, EXCLUDED.expires_at),
+         device = coalesce(EXCLUDED.device, sessions.device), place = coalesce(EXCLUDED.place, sessions.place)`,
       [
         part.map((s) => s.sid),
         part.map((s) => s.sub),
@@ -35,6 +40,9 @@ export async function recordSessions(db: Queryable, sessions: LedgerSession[], b
         part.map((s) => s.issuedAt.toISOString()),
         part.map((s) => s.expiresAt.toISOString()),
         part.map((s) => s.source ?? 'guard'),
+        part.map((s) => cohortOf(s.sub)),
+        part.map((s) => s.device ?? null),
+        part.map((s) => s.place ?? null),
       ],
     );
   }

@@ -3,12 +3,16 @@ import { LockId } from './db.js';
 import * as m001 from './migrations/001-initial.js';
 import * as m002 from './migrations/002-guard.js';
 import * as m003 from './migrations/003-watermark-clear.js';
+import * as m004 from './migrations/004-containment.js';
+import * as m005 from './migrations/005-notify.js';
 
 /** Ordered, append-only. A released migration is never edited; add a new one instead. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
   { version: 1, name: 'initial', sql: m001.sql },
   { version: 2, name: 'guard', sql: m002.sql },
   { version: 3, name: 'watermark-clear', sql: m003.sql },
+  { version: 4, name: 'containment', sql: m004.sql },
+  { version: 5, name: 'notify', sql: m005.sql },
 ];
 
 /**

@@ -1,4 +1,6 @@
 import type { Action } from './action.js';
+import { BLACKLIST_ACTIONS } from './blacklist.js';
+import { NOTIFY_ACTIONS } from './notify.js';
 import { jwksPublish } from './jwks.js';
 import {
   keyActivate,
@@ -32,5 +34,7 @@ export const ACTIONS: ReadonlyMap<string, Action> = new Map(
     watermarksClear,
     jwksPublish,
     wait,
+    ...BLACKLIST_ACTIONS,
+    ...NOTIFY_ACTIONS,
   ].map((a) => [a.name, a as Action]),
 );

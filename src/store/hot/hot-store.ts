@@ -37,7 +37,9 @@ export interface HotPolicy {
   doc: Record<string, unknown>;
 }
 
-export type WatermarkScope = 'user' | 'kid';
+/** user: one subject; kid: every token of a key; cohort: "<n>" for every key, "<kid>#<n>" for one. */
+export type WatermarkScope = 'user' | 'kid' | 'cohort';
+export const WATERMARK_SCOPES: readonly WatermarkScope[] = ['user', 'kid', 'cohort'];
 export type RevocationKind = 'jti' | 'sid' | 'fph';
 export const REVOCATION_KINDS: readonly RevocationKind[] = ['jti', 'sid', 'fph'];
 
@@ -110,7 +112,7 @@ export function emptySnapshot(cursor: string): HotSnapshot {
     cursor,
     keys: [],
     policy: null,
-    watermarks: { user: new Map(), kid: new Map() },
+    watermarks: { user: new Map(), kid: new Map(), cohort: new Map() },
     revocations: { jti: new Map(), sid: new Map(), fph: new Map() },
     devices: [],
     ledger: new Map(),

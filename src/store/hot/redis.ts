@@ -6,6 +6,7 @@ import {
   emptySnapshot,
   jwksOf,
   REVOCATION_KINDS,
+  WATERMARK_SCOPES,
   type CounterRow,
   type DeviceEntry,
   type HotChange,
@@ -126,7 +127,7 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
       const [keys, policy] = await Promise.all([redis.get(k.keys), redis.get(k.policy)]);
       snap.keys = keys ? (JSON.parse(keys) as PublishedKey[]) : [];
       snap.policy = policy ? JSON.parse(policy) : null;
-      for (const scope of ['user', 'kid'] as const) {
+      for (const scope of WATERMARK_SCOPES) {
         for (const [f, v] of await readHash(k.hash(`wm:${scope}`))) snap.watermarks[scope].set(f, Number(v));
       }
       for (const kind of REVOCATION_KINDS) {
