@@ -78,7 +78,7 @@ export class CommandContext {
       confirm: (message) => this.confirm(message),
       onEvent: (event) => {
         if (event.type === 'run') this.out.info(this.out.color.bold(`run ${event.runId}: ${event.verb}`));
-        else if (event.type === 'progress') this.out.progress(`${event.step}: ${event.message}`);
+        else if (event.type === 'progress') this.out.progress(`${event.step}: ${event.message}`, event.counts);
         else if (event.phase === 'start') this.out.progress(`${event.step}: ${event.description}`);
         else if (event.phase === 'done') this.out.succeed(`${event.step}`);
         else if (event.phase === 'skipped') this.out.info(`${this.out.color.dim('-')} ${event.step} ${this.out.color.dim('(skipped)')}`);

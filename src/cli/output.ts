@@ -41,10 +41,12 @@ export class Output {
   }
 
   /** Shows progress: a spinner on a terminal, plain lines otherwise (CI logs stay readable). */
-  progress(text: string): void {
+  progress(text: string, counts?: { done: number; total: number }): void {
     if (this.json) return;
+    if (counts) text = `${progressBar(counts.done, counts.total)} ${text}`;
     if (!this.interactive) {
-      process.stderr.write(`  … ${text}\n`);
+      // Without a terminal a bar would be one line per update: log the start and the end only.
+      if (!counts || counts.done === 0 || counts.done >= counts.total) process.stderr.write(`  … ${text}\n`);
       return;
     }
     // Synchronous on purpose: a spinner created after its step already finished would spin forever.
@@ -80,4 +82,12 @@ export class Output {
       write();
     }
   }
+}
+
+/** `[██████░░░░░░░░░░]  38%  380,000/1,000,000` */
+export function progressBar(done: number, total: number, width = 20): string {
+  const share = total > 0 ? Math.min(1, done / total) : 1;
+  const filled = Math.round(share * width);
+  const n = (x: number) => x.toLocaleString('en-US');
+  return `[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(Math.floor(share * 100)).padStart(3)}% ${n(done)}/${n(total)}`;
 }

@@ -3,6 +3,7 @@ import { action, command as cmd, EXIT_CODES } from './define.js';
 import { registerBlacklist } from './wiring/blacklist.js';
 import { registerContainment } from './wiring/containment.js';
 import { registerNotify } from './wiring/notify.js';
+import { registerTighten } from './wiring/tighten.js';
 
 /** Wires the commands together; each command's module is imported only when it runs. */
 
@@ -119,6 +120,7 @@ ${EXIT_CODES}`)
     action(async () => (await import('./commands/audit.js')).trail),
   );
 
+  registerTighten(program);
   registerContainment(program);
   registerBlacklist(program);
   registerNotify(program);

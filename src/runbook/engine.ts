@@ -35,7 +35,7 @@ export interface EngineEnv {
 export type EngineEvent =
   | { type: 'run'; runId: number; verb: 'start' | 'resume' | 'rollback' }
   | { type: 'step'; step: string; phase: 'start' | 'done' | 'skipped' | 'undo' | 'undone'; description?: string; outputs?: unknown }
-  | { type: 'progress'; step: string; message: string };
+  | { type: 'progress'; step: string; message: string; counts?: { done: number; total: number } | undefined };
 
 export interface EngineIO {
   /** Skip confirmation gates (--yes). */
@@ -167,7 +167,7 @@ async function runStep(env: EngineEnv, run: RunRecord, step: StepDoc, scope: Sco
     step: step.id,
     actor: env.settings.actor,
     stepStartedAt: startedAt,
-    progress: (message) => io.onEvent({ type: 'progress', step: step.id, message }),
+    progress: (message, counts) => io.onEvent({ type: 'progress', step: step.id, message, counts }),
   };
   const outputs = await action.apply(ctx, inputs);
   failpoint(step.id, 'after');
@@ -267,7 +267,7 @@ async function undoStep(env: EngineEnv, run: RunRecord, record: StepRecord, io: 
       step: record.step,
       actor: env.settings.actor,
       stepStartedAt: record.startedAt ?? new Date(),
-      progress: (message) => io.onEvent({ type: 'progress', step: record.step, message }),
+      progress: (message, counts) => io.onEvent({ type: 'progress', step: record.step, message, counts }),
     },
     inputs,
   );

@@ -19,7 +19,7 @@ export const AFFECTED_SESSIONS_SQL = `
      OR (w.scope = 'cohort' AND strpos(w.subject, '#') > 0 AND s.kid || '#' || s.cohort = w.subject))
   UNION
   SELECT s.sub, s.sid FROM sessions s
-  JOIN revocations r ON r.run_id = $1 AND r.step = $2 AND s.expires_at > r.created_at
+  JOIN revocations r ON r.run_id = $1 AND r.step = $2 AND r.lifted_at IS NULL AND s.expires_at > r.created_at
    AND ((r.kind = 'sid' AND s.sid = r.value) OR (r.kind = 'fph' AND s.fph = r.value))`;
 
 export async function countAffected(db: Queryable, runId: number, step: string): Promise<{ sessions: number; users: number }> {

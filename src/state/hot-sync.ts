@@ -33,7 +33,7 @@ export async function resyncHotStore(db: Queryable, hot: HotStore): Promise<Resy
   let revocations = 0;
   for (const kind of ['jti', 'sid', 'fph'] as RevocationKind[]) {
     const rows = await db.query<{ value: string; until: number }>(
-      `SELECT value, ceil(extract(epoch FROM max(expires_at)))::bigint AS until FROM revocations WHERE kind = $1 AND expires_at > now() GROUP BY value`,
+      `SELECT value, ceil(extract(epoch FROM max(expires_at)))::bigint AS until FROM revocations WHERE kind = $1 AND expires_at > now() AND lifted_at IS NULL GROUP BY value`,
       [kind],
     );
     await hot.putRevocations(kind, rows.map((r) => [r.value, Number(r.until)]));

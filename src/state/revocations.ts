@@ -7,9 +7,13 @@ export interface RevocationEntry {
   expiresAt: Date;
 }
 
+/** Rows at a time in one statement; 10,000 values of 64 characters stay well under a megabyte. */
+const BATCH = 10_000;
+
 /**
  * Revokes jtis, sessions or device fingerprints: recorded in the database (tagged with the run
- * and step, so an undo removes exactly its own), then pushed to every guard.
+ * and step, so an undo removes exactly its own), then pushed to every guard. Set-based and
+ * idempotent: a step applied twice leaves the same rows.
  */
 export async function revoke(
   db: Queryable,
@@ -19,8 +23,8 @@ export async function revoke(
   origin: { runId?: number; step?: string; reason?: string } = {},
 ): Promise<void> {
   if (entries.length === 0) return;
-  for (let i = 0; i < entries.length; i += 10_000) {
-    const part = entries.slice(i, i + 10_000);
+  for (let i = 0; i < entries.length; i += BATCH) {
+    const part = entries.slice(i, i + BATCH);
     await db.query(
       `INSERT INTO revocations (kind, value, expires_at, run_id, step, reason)
        SELECT $1, v, e, $4, $5, $6 FROM unnest($2::text[], $3::timestamptz[]) AS t(v, e)
@@ -28,8 +32,49 @@ export async function revoke(
       [kind, part.map((e) => e.value), part.map((e) => e.expiresAt.toISOString()), origin.runId ?? 0, origin.step ?? '', origin.reason ?? null],
     );
   }
-  await hot.putRevocations(
-    kind,
-    entries.map((e) => [e.value, Math.ceil(e.expiresAt.getTime() / 1000)]),
-  );
+  await syncRevocations(db, hot, kind, entries.map((e) => e.value));
+}
+
+/**
+ * Pushes the effective entry of each value to the hot store: the latest expiry among its rows
+ * that are neither lifted nor expired, or a removal when none is left. Several runs may revoke
+ * the same value; lifting one of them must not end the others.
+ */
+export async function syncRevocations(db: Queryable, hot: HotStore, kind: RevocationKind, values: string[], onProgress?: (done: number, total: number) => void): Promise<void> {
+  const unique = [...new Set(values)];
+  for (let i = 0; i < unique.length; i += BATCH) {
+    const part = unique.slice(i, i + BATCH);
+    const rows = await db.query<{ value: string; until: number }>(
+      `SELECT value, ceil(extract(epoch FROM max(expires_at)))::bigint AS until FROM revocations
+       WHERE kind = $1 AND value = ANY($2::text[]) AND lifted_at IS NULL AND expires_at > now() GROUP BY value`,
+      [kind, part],
+    );
+    const effective = new Map(rows.map((r) => [r.value, Number(r.until)]));
+    await hot.putRevocations(kind, part.map((v) => [v, effective.get(v) ?? null]));
+    onProgress?.(Math.min(i + BATCH, unique.length), unique.length);
+  }
+}
+
+/** `<run>:<step>`: who lifted a revocation or cleared a watermark. */
+export const stepTag = (runId: number, step: string) => `${runId}:${step}`;
+
+/**
+ * Lifts revocations, recording which step lifted them (so its undo can restore exactly those).
+ * `where` selects rows of `revocations` by SQL over its columns with parameters from $3 on
+ * ($1 is the lifting step's tag, $2 the kind). Returns the values touched.
+ */
+export async function liftRevocations(db: Queryable, hot: HotStore, kind: RevocationKind, tag: string, where: string, params: unknown[]): Promise<string[]> {
+  await db.query(`UPDATE revocations SET lifted_at = now(), lifted_by = $1 WHERE kind = $2 AND lifted_at IS NULL AND (${where})`, [tag, kind, ...params]);
+  // Everything this step lifted, including on an earlier attempt: a re-run still pushes all of it.
+  const rows = await db.query<{ value: string }>('SELECT DISTINCT value FROM revocations WHERE kind = $1 AND lifted_by = $2', [kind, tag]);
+  const values = rows.map((r) => r.value);
+  await syncRevocations(db, hot, kind, values);
+  return values;
+}
+
+/** Undo of a lift: the rows that step lifted apply again. */
+export async function restoreLifted(db: Queryable, hot: HotStore, kind: RevocationKind, tag: string): Promise<void> {
+  const rows = await db.query<{ value: string }>('SELECT DISTINCT value FROM revocations WHERE kind = $1 AND lifted_by = $2', [kind, tag]);
+  await db.query('UPDATE revocations SET lifted_at = NULL WHERE kind = $1 AND lifted_by = $2', [kind, tag]);
+  await syncRevocations(db, hot, kind, rows.map((r) => r.value));
 }

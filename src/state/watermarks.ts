@@ -24,3 +24,22 @@ export async function subjectsSetBy(db: Queryable, scope: WatermarkScope, runId:
   const rows = await db.query<{ subject: string }>('SELECT subject FROM watermarks WHERE scope = $1 AND run_id = $2 AND step = $3', [scope, runId, step]);
   return rows.map((r) => r.subject);
 }
+
+/**
+ * Clears watermarks of other steps (a `blacklist remove --user`), recording which step cleared
+ * them so its undo can restore exactly those. `where` is SQL over `watermarks` with parameters
+ * from $3 on ($1 the clearing step's tag, $2 the scope). Returns the subjects touched.
+ */
+export async function clearWatermarksBy(db: Queryable, hot: HotStore, scope: WatermarkScope, tag: string, where: string, params: unknown[]): Promise<string[]> {
+  await db.query(`UPDATE watermarks SET cleared_at = now(), cleared_by = $1 WHERE scope = $2 AND cleared_at IS NULL AND (${where})`, [tag, scope, ...params]);
+  const subjects = (await db.query<{ subject: string }>('SELECT DISTINCT subject FROM watermarks WHERE scope = $1 AND cleared_by = $2', [scope, tag])).map((r) => r.subject);
+  await syncWatermarks(db, hot, scope, subjects);
+  return subjects;
+}
+
+/** Undo of clearWatermarksBy: the watermarks that step cleared apply again. */
+export async function restoreCleared(db: Queryable, hot: HotStore, scope: WatermarkScope, tag: string): Promise<void> {
+  const subjects = (await db.query<{ subject: string }>('SELECT DISTINCT subject FROM watermarks WHERE scope = $1 AND cleared_by = $2', [scope, tag])).map((r) => r.subject);
+  await db.query('UPDATE watermarks SET cleared_at = NULL WHERE scope = $1 AND cleared_by = $2', [scope, tag]);
+  await syncWatermarks(db, hot, scope, subjects);
+}

@@ -5,6 +5,8 @@ import * as m002 from './migrations/002-guard.js';
 import * as m003 from './migrations/003-watermark-clear.js';
 import * as m004 from './migrations/004-containment.js';
 import * as m005 from './migrations/005-notify.js';
+import * as m006 from './migrations/006-lifting.js';
+import * as m007 from './migrations/007-sessions.js';
 
 /** Ordered, append-only. A released migration is never edited; add a new one instead. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -13,6 +15,8 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 3, name: 'watermark-clear', sql: m003.sql },
   { version: 4, name: 'containment', sql: m004.sql },
   { version: 5, name: 'notify', sql: m005.sql },
+  { version: 6, name: 'lifting', sql: m006.sql },
+  { version: 7, name: 'sessions', sql: m007.sql },
 ];
 
 /**

@@ -15,7 +15,8 @@ export interface ActionContext {
   actor: string;
   /** When the step first started; kept across resumes so waits and watermarks stay the same. */
   stepStartedAt: Date;
-  progress(message: string): void;
+  /** Reports progress; with `counts`, the CLI shows a progress bar. */
+  progress(message: string, counts?: { done: number; total: number }): void;
 }
 
 /** Read-only view for planning: how many sessions and users a step would touch. */

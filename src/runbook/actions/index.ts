@@ -14,6 +14,7 @@ import {
   keyUnflagCompromised,
   keyUnpublish,
 } from './keys.js';
+import { revocationsLiftOwn, revocationsRestore } from './revocations.js';
 import { sessionsEndForRoles, watermarksClear } from './sessions.js';
 import { wait } from './wait.js';
 
@@ -32,6 +33,8 @@ export const ACTIONS: ReadonlyMap<string, Action> = new Map(
     keyUnflagCompromised,
     sessionsEndForRoles,
     watermarksClear,
+    revocationsLiftOwn,
+    revocationsRestore,
     jwksPublish,
     wait,
     ...BLACKLIST_ACTIONS,
