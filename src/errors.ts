@@ -117,3 +117,9 @@ export class AbortedError extends JwtirError {
   override readonly code = 'ERR_ABORTED';
   override readonly exitCode = ExitCode.aborted;
 }
+
+/** A step's health gate breached: the step was undone and the run stopped (resume retries it). */
+export class HealthGateBreachedError extends JwtirError {
+  override readonly code = 'ERR_HEALTH_GATE_BREACHED';
+  override readonly exitCode = ExitCode.runFailed;
+}

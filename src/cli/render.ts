@@ -15,6 +15,7 @@ export function renderPlan(plan: Plan, c: ChalkInstance): string {
       lines.push(`    ${c.yellow('blast radius')}: ${n(step.impact.sessions)} sessions, ${n(step.impact.users)} users${step.impact.note ? c.dim(` (${step.impact.note})`) : ''}`);
     }
     if (step.confirm) lines.push(`    ${c.magenta('asks')}: ${step.confirm}`);
+    if (step.gate) lines.push(`    ${c.magenta('health gate')}: ${step.gate}`);
     lines.push(c.dim(`    undo: ${step.undo}`));
   }
   return lines.join('\n');

@@ -15,7 +15,8 @@ export async function runRunbook(
   ctx: CommandContext,
   name: string,
   given: Record<string, unknown>,
-  opts: { dryRun?: boolean; confirmPlan?: boolean; quietPlan?: boolean } = {},
+  /** print: false leaves the result (or the dry run's plan) to the caller, which combines several runs. */
+  opts: { dryRun?: boolean; confirmPlan?: boolean; quietPlan?: boolean; print?: boolean } = {},
 ): Promise<RunResult | Plan> {
   const runbook = loadRunbook(runbookPath(name));
   const params = resolveParams(runbook.doc, given);
@@ -26,6 +27,7 @@ export async function runRunbook(
   // the run would start, fail at its first key step and keep its lock, though nothing had changed.
   if (plan.steps.some((s) => s.runs !== false && ACTIONS.get(s.action)?.needsKek)) await (opts.dryRun ? ctx.checkKek() : ctx.kek());
   if (opts.dryRun) {
+    if (opts.print === false) return { ...plan, params: printable.params };
     ctx.out.result({ dryRun: true, plan: printable }, () => renderPlan(plan, ctx.out.color) + '\n\n' + ctx.out.color.dim('dry run: nothing was changed'));
     return plan;
   }
@@ -36,7 +38,7 @@ export async function runRunbook(
     throw new AbortedError('nothing was done: the plan was not confirmed');
   }
   const res = await startRun(await ctx.engineEnv(), runbook, params, ctx.engineIO());
-  ctx.out.result(res, () => renderRunResult(res, ctx.out.color));
+  if (opts.print !== false) ctx.out.result(res, () => renderRunResult(res, ctx.out.color));
   return res;
 }
 

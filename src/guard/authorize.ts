@@ -149,7 +149,6 @@ function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestCon
   const tol = d.clockToleranceSec ?? policy.clockToleranceSec;
 
   if (v.key.meta.state === 'retiring' && (v.key.meta.verifyUntil === null || now > v.key.meta.verifyUntil)) return 'key_retired';
-  if (kidPolicy?.cutoverPercent && (v.cohort < 0 || v.cohort < kidPolicy.cutoverPercent)) return 'key_cutover';
   const timed = timeDenial(d, v, now, kidPolicy);
   if (timed) return timed;
   if (d.issuer !== undefined && v.claims.iss !== d.issuer) return 'issuer_mismatch';
@@ -182,6 +181,9 @@ function denial(d: AuthorizeDeps, v: VerifiedToken, now: number, ctx: RequestCon
       return forged;
     }
   }
+  // Judged after the forgery checks, so that key_cutover counts only tokens that look legitimate:
+  // the cutover's health gate reads it, and an attacker's forgeries must not make it roll back.
+  if (kidPolicy?.cutoverPercent && (v.cohort < 0 || v.cohort < kidPolicy.cutoverPercent)) return 'key_cutover';
   const limited = rateDenial(d, v, now, kidPolicy, out);
   if (limited) return limited;
 

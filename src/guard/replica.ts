@@ -80,7 +80,8 @@ export class Replica {
         this.applyKeys(change.keys, false);
         break;
       case 'policy':
-        this.setPolicy(change.policy);
+        // Two writers may push out of order; a guard never goes back to an older version.
+        if (change.policy.version >= this.policyVersion) this.setPolicy(change.policy);
         break;
       case 'wm':
         this.watermarks[change.scope].apply(change.entries);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { AbortedError, AuditUnwritableError, JwtirError, RunbookChangedError, RunFailedError } from '../errors.js';
+import { AbortedError, AuditUnwritableError, HealthGateBreachedError, JwtirError, RunbookChangedError, RunFailedError } from '../errors.js';
 import type { Kek } from '../crypto/kek.js';
 import type { Settings } from '../config/settings.js';
 import { appendAudit } from '../state/audit.js';
@@ -18,10 +18,13 @@ import {
   type RunRecord,
   type StepRecord,
 } from '../state/runs.js';
+import type { Queryable } from '../store/db.js';
 import type { Backends } from '../store/open.js';
 import type { ActionContext } from './actions/action.js';
 import { ACTIONS } from './actions/index.js';
+import { expandSteps } from './expand.js';
 import { failpoint } from './failpoint.js';
+import { describeGate, gateBaseline, gateFields, gateSpec, judgeGate, type GateSpec, type GateVerdict, type TrafficCounts } from './gate.js';
 import { loadRunbook, type Runbook } from './load.js';
 import type { StepDoc } from './schema.js';
 import { render, type Scope } from './template.js';
@@ -61,7 +64,7 @@ export async function startRun(env: EngineEnv, runbook: Runbook, params: Record<
     params,
     actor: env.settings.actor,
     lock: runbook.doc.lock,
-    steps: runbook.doc.steps.map((s) => ({ id: s.id, action: s.action })),
+    steps: expandSteps(runbook.doc, params).map((s) => ({ id: s.id, action: s.action })),
   });
   try {
     await appendAudit(db, { actor: env.settings.actor, action: `run.start`, runId, phase: 'start', params: { runbook: runbook.doc.name, hash: runbook.hash, params } }, `run:${runId}:start`);
@@ -116,14 +119,17 @@ async function driveSteps(env: EngineEnv, runbook: Runbook, run: RunRecord, io: 
   const records = new Map((await getSteps(db, run.id)).map((s) => [s.step, s]));
   const scope: Scope = { params: run.params, steps: {} };
   const stepsScope = scope.steps as Record<string, { outputs: unknown }>;
-  for (const [i, step] of runbook.doc.steps.entries()) {
+  const steps = expandSteps(runbook.doc, run.params);
+  for (const [i, step] of steps.entries()) {
     const record = records.get(step.id);
     if (record?.state === 'done' || record?.state === 'skipped') {
       stepsScope[step.id] = { outputs: record.outputs ?? {} };
       continue;
     }
-    const previous = runbook.doc.steps[i - 1]?.id;
+    const previous = steps[i - 1]?.id;
     try {
+      // A step its health gate undid is retried from scratch: its wait starts again.
+      if (record?.state === 'rolled_back') await db.query('UPDATE run_steps SET started_at = NULL WHERE run_id = $1 AND step = $2', [run.id, step.id]);
       const outputs = await runStep(env, run, step, scope, io, previous);
       stepsScope[step.id] = { outputs };
     } catch (error) {
@@ -136,10 +142,10 @@ async function driveSteps(env: EngineEnv, runbook: Runbook, run: RunRecord, io: 
   return result(env, run.id);
 }
 
-async function runStep(env: EngineEnv, run: RunRecord, step: StepDoc, scope: Scope, io: EngineIO, previous: string | undefined) {
+async function runStep(env: EngineEnv, run: RunRecord, step: StepDoc, scope: Scope, io: EngineIO, previous: string | undefined, opts: { skipGate?: boolean } = {}) {
   const { db } = env.backends;
   const action = ACTIONS.get(step.action)!;
-  const tag = `run:${run.id}:${step.id}`;
+  const tag = await attemptTag(db, run.id, step);
   const base = { actor: env.settings.actor, action: step.action, runId: run.id, step: step.id };
   if (step.when && !render(step.when, scope)) {
     await appendAudit(db, { ...base, phase: 'skipped', params: { when: step.when } }, `${tag}:skipped`);
@@ -154,28 +160,82 @@ async function runStep(env: EngineEnv, run: RunRecord, step: StepDoc, scope: Sco
   }
   const undoCommand = previous ? `jwtir runs rollback ${run.id} --to ${previous}` : `jwtir runs rollback ${run.id}`;
   const description = action.describe(inputs);
+  const gate = step.gate && !opts.skipGate ? gateSpec.parse(gateFields(render(step.gate, scope) as Record<string, unknown>)) : null;
   // Intent first, in the run and in the audit trail; if either cannot be written, nothing happens.
   const startedAt = await markStepRunning(db, run.id, step.id, inputs);
-  await appendAudit(db, { ...base, phase: 'intent', params: inputs, result: { description }, undo: undoCommand }, `${tag}:intent`);
+  // A gate judges only the traffic after the effect: what was counted before it is the baseline,
+  // kept in the intent row so that a resumed step judges against the same one.
+  const baseline = gate ? await gateBaseline(env.backends.hot, gate, startedAt) : undefined;
+  const intent = await appendAudit(db, { ...base, phase: 'intent', params: inputs, result: { description, ...(baseline ? { gateBaseline: baseline } : {}) }, undo: undoCommand }, `${tag}:intent`);
   io.onEvent({ type: 'step', step: step.id, phase: 'start', description });
   failpoint(step.id, 'before');
-  const ctx: ActionContext = {
-    backends: env.backends,
-    settings: env.settings,
-    kek: env.kek,
-    runId: run.id,
-    step: step.id,
-    actor: env.settings.actor,
-    stepStartedAt: startedAt,
-    progress: (message, counts) => io.onEvent({ type: 'progress', step: step.id, message, counts }),
-  };
+  const ctx = actionContext(env, run, step.id, startedAt, io);
   const outputs = await action.apply(ctx, inputs);
   failpoint(step.id, 'after');
-  const undo = step.undo && 'action' in step.undo ? { action: step.undo.action, with: render(step.undo.with, { inputs, outputs }) } : null;
+  const undo = step.undo && 'action' in step.undo ? { action: step.undo.action, with: render(step.undo.with, { inputs, outputs }) as Record<string, unknown> } : null;
+  if (gate) {
+    // The effect and its undo are known from here on; the step counts as done only once the gate passed.
+    await markStep(db, run.id, step.id, 'running', { outputs, ...(undo ? { undo } : {}) });
+    await appendAudit(db, { ...base, phase: 'applied', result: outputs, undo: undoCommand }, `${tag}:applied`);
+    const recorded = (intent.body.result as { gateBaseline?: TrafficCounts } | null)?.gateBaseline ?? null;
+    const verdict = await runGate(env, run, step.id, gate, startedAt, recorded, io);
+    if (!verdict.healthy) {
+      await appendAudit(db, { ...base, phase: 'gate-breach', result: verdict }, `${tag}:gate-breach`);
+      io.onEvent({ type: 'progress', step: step.id, message: `health gate breached: ${verdict.breaches.join('; ')}; undoing this step` });
+      const record: StepRecord = { runId: run.id, idx: -1, step: step.id, action: step.action, state: 'running', inputs, outputs, undo, error: null, startedAt, finishedAt: null };
+      await undoStep(env, run, record, io, tag);
+      throw new HealthGateBreachedError(`its health gate breached (${verdict.breaches.join('; ')}); the step was undone`, {
+        hint: `see \`jwtir runs show ${run.id}\`; fix the cause and retry the step with \`jwtir runs resume ${run.id}\`, or undo the whole run with \`jwtir runs rollback ${run.id}\``,
+        details: verdict,
+      });
+    }
+    await appendAudit(db, { ...base, phase: 'gate-pass', result: verdict }, `${tag}:gate-pass`);
+  }
   await appendAudit(db, { ...base, phase: 'done', result: outputs, undo: undoCommand }, `${tag}:done`);
   await markStep(db, run.id, step.id, 'done', { outputs, ...(undo ? { undo } : {}) });
   io.onEvent({ type: 'step', step: step.id, phase: 'done', outputs });
   return outputs;
+}
+
+/**
+ * The idempotency tag of a step's audit rows. A step whose health gate undid it and that is then
+ * retried is a new attempt, with rows of its own (`run:7:stage-2#2:intent`); otherwise a resumed
+ * step finds and reuses the rows it wrote before the crash.
+ */
+async function attemptTag(db: Queryable, runId: number, step: StepDoc): Promise<string> {
+  const tag = `run:${runId}:${step.id}`;
+  if (!step.gate) return tag;
+  const [row] = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM audit WHERE body->>'run' = $1 AND body->>'step' = $2 AND body->>'phase' = 'gate-breach'`,
+    [String(runId), step.id],
+  );
+  return row!.n > 0 ? `${tag}#${row!.n + 1}` : tag;
+}
+
+function actionContext(env: EngineEnv, run: RunRecord, step: string, startedAt: Date, io: EngineIO): ActionContext {
+  return {
+    backends: env.backends,
+    settings: env.settings,
+    kek: env.kek,
+    runId: run.id,
+    step,
+    actor: env.settings.actor,
+    stepStartedAt: startedAt,
+    progress: (message, counts) => io.onEvent({ type: 'progress', step, message, counts }),
+  };
+}
+
+/** Waits out a step's health gate and judges it (see gate.ts). */
+async function runGate(env: EngineEnv, run: RunRecord, stepId: string, spec: GateSpec, startedAt: Date, baseline: TrafficCounts | null, io: EngineIO): Promise<GateVerdict> {
+  io.onEvent({ type: 'progress', step: stepId, message: describeGate(spec) });
+  failpoint(stepId, 'gate');
+  return judgeGate(spec, {
+    hot: env.backends.hot,
+    startedAt,
+    baseline,
+    checkEnv: { JWTIR_RUN_ID: String(run.id), JWTIR_STEP: stepId, ...(spec.kid ? { JWTIR_KID: spec.kid } : {}), ...(spec.cohortsBelow ? { JWTIR_CUTOVER_PERCENT: String(spec.cohortsBelow) } : {}) },
+    progress: (message) => io.onEvent({ type: 'progress', step: stepId, message }),
+  });
 }
 
 async function stopRun(env: EngineEnv, run: RunRecord, stepId: string, error: unknown): Promise<never> {
@@ -183,7 +243,9 @@ async function stopRun(env: EngineEnv, run: RunRecord, stepId: string, error: un
   const message = error instanceof Error ? error.message : String(error);
   const declined = error instanceof AbortedError;
   // The lock stays held: a half-done run must be resumed or rolled back, not raced by another.
-  await markStep(db, run.id, stepId, declined ? 'pending' : 'failed', { error: message }).catch(() => {});
+  // A breached gate already undid its step: it stays rolled back, so a rollback does not redo it first.
+  if (error instanceof HealthGateBreachedError) await db.query('UPDATE run_steps SET error = $3 WHERE run_id = $1 AND step = $2', [run.id, stepId, message]).catch(() => {});
+  else await markStep(db, run.id, stepId, declined ? 'pending' : 'failed', { error: message }).catch(() => {});
   await setRunStatus(db, run.id, declined ? 'paused' : 'failed', message).catch(() => {});
   if (!(error instanceof AuditUnwritableError)) {
     await appendAudit(db, { actor: env.settings.actor, action: declined ? 'run.pause' : 'run.fail', runId: run.id, step: stepId, phase: declined ? 'paused' : 'failed', result: { error: message } }).catch(() => {});
@@ -191,7 +253,9 @@ async function stopRun(env: EngineEnv, run: RunRecord, stepId: string, error: un
   const next = `resume with \`jwtir runs resume ${run.id}\` or undo it with \`jwtir runs rollback ${run.id}\``;
   if (error instanceof JwtirError) {
     const Ctor = error.constructor as new (m: string, o: object) => JwtirError;
-    throw new Ctor(`run ${run.id} stopped at step "${stepId}": ${message}`, { hint: error.hint ? `${error.hint}; then ${next}` : next, cause: error });
+    // A breached gate's hint already names both ways on.
+    const hint = error instanceof HealthGateBreachedError ? error.hint : error.hint ? `${error.hint}; then ${next}` : next;
+    throw new Ctor(`run ${run.id} stopped at step "${stepId}": ${message}`, { hint, cause: error, details: error.details });
   }
   throw new RunFailedError(`run ${run.id} stopped at step "${stepId}": ${message}`, { hint: next, cause: error });
 }
@@ -207,7 +271,8 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
   // A run rolled back only part of the way (--to) can be rolled back further.
   await assertRunIs(before, ['running', 'paused', 'failed', 'done', 'rolling_back', 'rolled_back'], 'rolled back');
   const runbook = loadRunbook(before.runbookPath);
-  const stepIds = runbook.doc.steps.map((s) => s.id);
+  const expanded = expandSteps(runbook.doc, before.params);
+  const stepIds = expanded.map((s) => s.id);
   if (opts.to && !stepIds.includes(opts.to)) {
     throw new RunFailedError(`run ${runId} has no step "${opts.to}"`, { hint: `steps: ${stepIds.join(', ')}` });
   }
@@ -223,13 +288,13 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
     if (interrupted) {
       // Finishing it first makes its outputs, and so its undo, known.
       const scope: Scope = { params: run.params, steps: Object.fromEntries(steps.filter((s) => s.outputs).map((s) => [s.step, { outputs: s.outputs }])) };
-      const doc = runbook.doc.steps[interrupted.idx]!;
-      await runStep(env, run, doc, scope, { ...io, yes: true }, stepIds[interrupted.idx - 1]);
+      const doc = expanded[interrupted.idx]!;
+      await runStep(env, run, doc, scope, { ...io, yes: true }, stepIds[interrupted.idx - 1], { skipGate: true });
       steps = await getSteps(db, runId);
     }
     for (const record of [...steps].reverse()) {
       if (record.idx <= keepThrough || record.state !== 'done') continue;
-      await undoStep(env, run, record, io);
+      await undoStep(env, run, record, io, await attemptTag(db, runId, expanded[record.idx]!));
     }
   } catch (error) {
     await setRunStatus(db, runId, 'rolling_back', error instanceof Error ? error.message : String(error));
@@ -244,9 +309,8 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
   return result(env, runId);
 }
 
-async function undoStep(env: EngineEnv, run: RunRecord, record: StepRecord, io: EngineIO): Promise<void> {
+async function undoStep(env: EngineEnv, run: RunRecord, record: StepRecord, io: EngineIO, tag = `run:${run.id}:${record.step}`): Promise<void> {
   const { db } = env.backends;
-  const tag = `run:${run.id}:${record.step}`;
   if (!record.undo) {
     await markStep(db, run.id, record.step, 'rolled_back');
     return;
@@ -258,19 +322,7 @@ async function undoStep(env: EngineEnv, run: RunRecord, record: StepRecord, io: 
   await appendAudit(db, { ...base, phase: 'undo-intent', params: inputs, result: { description } }, `${tag}:undo-intent`);
   io.onEvent({ type: 'step', step: record.step, phase: 'undo', description });
   failpoint(record.step, 'undo');
-  await action.apply(
-    {
-      backends: env.backends,
-      settings: env.settings,
-      kek: env.kek,
-      runId: run.id,
-      step: record.step,
-      actor: env.settings.actor,
-      stepStartedAt: record.startedAt ?? new Date(),
-      progress: (message, counts) => io.onEvent({ type: 'progress', step: record.step, message, counts }),
-    },
-    inputs,
-  );
+  await action.apply(actionContext(env, run, record.step, record.startedAt ?? new Date(), io), inputs);
   await appendAudit(db, { ...base, phase: 'undo-done' }, `${tag}:undo-done`);
   await markStep(db, run.id, record.step, 'rolled_back');
   io.onEvent({ type: 'step', step: record.step, phase: 'undone' });

@@ -6,6 +6,7 @@ import { parse as parseYaml } from 'yaml';
 import { RunbookInvalidError } from '../errors.js';
 import { ACTIONS } from './actions/index.js';
 import { runbookSchema, type RunbookDoc } from './schema.js';
+import { LOOP_NAMES } from './expand.js';
 import { references } from './template.js';
 
 export interface Runbook {
@@ -56,6 +57,9 @@ export function loadRunbook(file: string): Runbook {
   return { doc: parsed.data, path: file, hash: createHash('sha256').update(text).digest('hex') };
 }
 
+/** Marks a `foreach` step among the steps seen: it has one set of outputs per item, not one. */
+const FOREACH = '\u0000foreach';
+
 /** Checks a schema-valid runbook for mistakes a schema cannot see. Collects all of them. */
 function checkSemantics(doc: RunbookDoc): string[] {
   const problems: string[] = [];
@@ -72,11 +76,13 @@ function checkSemantics(doc: RunbookDoc): string[] {
     const check = (value: unknown, field: string, extra: Record<string, readonly string[]> = {}) => {
       for (const ref of references(value)) {
         const [root, name, sub, out] = ref.split('.');
+        if (step.foreach && (LOOP_NAMES as readonly string[]).includes(root!) && name === undefined) continue;
         if (root === 'params') {
           if (!name || !Object.hasOwn(doc.params, name)) problems.push(`${where}.${field}: \${{ ${ref} }} names no declared parameter`);
         } else if (root === 'steps') {
           const target = name ? seen.get(name) : undefined;
           if (!target) problems.push(`${where}.${field}: \${{ ${ref} }} refers to no earlier step`);
+          else if (target === FOREACH) problems.push(`${where}.${field}: \${{ ${ref} }}: step ${name} runs once per item, so it has no single outputs`);
           else if (sub !== 'outputs' || !out || !ACTIONS.get(target)?.outputs.includes(out)) {
             problems.push(`${where}.${field}: \${{ ${ref} }} is not an output of step ${name} (${target})`);
           }
@@ -94,7 +100,15 @@ function checkSemantics(doc: RunbookDoc): string[] {
     if (step.undo && 'action' in step.undo) {
       check(step.undo.with, 'undo.with', { inputs: Object.keys(step.with), outputs: action?.outputs ?? [] });
     }
-    seen.set(step.id, step.action);
+    if (step.gate) {
+      if (step.gate.wait === undefined) problems.push(`${where}.gate: a gate needs wait (how long to watch before judging)`);
+      check(step.gate, 'gate');
+    }
+    if (step.foreach) {
+      const list = /params\.([A-Za-z][A-Za-z0-9]*)/.exec(step.foreach)![1]!;
+      if (doc.params[list]?.type !== 'list') problems.push(`${where}.foreach: parameter "${list}" must be declared with type list`);
+    }
+    seen.set(step.id, step.foreach ? FOREACH : step.action);
   }
   for (const [name, param] of Object.entries(doc.params)) {
     if (param.type === 'enum' && !param.values) problems.push(`params.${name}: an enum parameter needs values`);

@@ -48,6 +48,11 @@ function coerce(name: string, type: string, values: string[] | undefined, raw: u
       if (!Number.isSafeInteger(n)) throw new Error(`parameter "${name}" must be a whole number, got "${String(raw)}"`);
       return n;
     }
+    case 'number': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      if (!Number.isFinite(n)) throw new Error(`parameter "${name}" must be a number, got "${String(raw)}"`);
+      return n;
+    }
     case 'duration':
       return parseDuration(raw as string | number, `parameter "${name}"`);
     case 'list': {

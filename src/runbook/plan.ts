@@ -1,6 +1,8 @@
 import type { Backends } from '../store/open.js';
 import { ACTIONS } from './actions/index.js';
 import type { BlastRadius } from './actions/action.js';
+import { expandSteps } from './expand.js';
+import { describeGate, gateFields } from './gate.js';
 import type { Runbook } from './load.js';
 import { render, renderForDisplay, UnresolvedReference, type Scope } from './template.js';
 
@@ -15,6 +17,8 @@ export interface PlannedStep {
   runs: boolean | null;
   confirm: string | null;
   undo: string;
+  /** What the step's health gate watches before the run goes on; null without one. */
+  gate: string | null;
   impact: BlastRadius | null;
 }
 
@@ -33,7 +37,7 @@ export interface Plan {
 export async function planRun(backends: Backends | undefined, runbook: Runbook, params: Record<string, unknown>): Promise<Plan> {
   const scope: Scope = { params, steps: {} };
   const steps: PlannedStep[] = [];
-  for (const step of runbook.doc.steps) {
+  for (const step of expandSteps(runbook.doc, params)) {
     const action = ACTIONS.get(step.action)!;
     const inputs = renderForDisplay(step.with, scope);
     let runs: boolean | null = true;
@@ -61,8 +65,10 @@ export async function planRun(backends: Backends | undefined, runbook: Runbook, 
       runs,
       confirm: step.confirm ? String(renderForDisplay(step.confirm, scope)) : null,
       undo: !step.undo ? 'none' : 'none' in step.undo ? `none (${step.undo.none})` : step.undo.action,
+      gate: step.gate ? describeGate(gateFields(renderForDisplay(step.gate, scope) as Record<string, unknown>)) : null,
       impact,
     });
   }
   return { runbook: runbook.doc.name, summary: runbook.doc.summary, lock: runbook.doc.lock, params, steps };
 }
+

@@ -3,7 +3,7 @@ import { z } from 'zod';
 /** The shape of a runbook file (YAML or JSON). Semantic checks live in load.ts. */
 const paramSchema = z
   .object({
-    type: z.enum(['string', 'boolean', 'duration', 'integer', 'list', 'enum']),
+    type: z.enum(['string', 'boolean', 'duration', 'integer', 'number', 'list', 'enum']),
     description: z.string().min(1),
     values: z.array(z.string()).min(1).optional(),
     default: z.unknown().optional(),

@@ -1,4 +1,4 @@
-import type { Queryable } from '../store/db.js';
+import { LockId, withXactLock, type Db, type Queryable } from '../store/db.js';
 import type { HotStore } from '../store/hot/hot-store.js';
 
 /** Tightening for tokens of one key (usually the compromised one). */
@@ -58,25 +58,52 @@ export async function currentPolicy(db: Queryable): Promise<{ version: number; d
 
 /**
  * Writes a new policy version (derived from the current one by `change`) and pushes it to the
- * guards. The version is the primary key, so of two concurrent writers one fails instead of both
- * becoming version n+1; runbooks serialise policy changes under their lock anyway.
+ * guards. Read-modify-write under an advisory lock, so two writers (a cutover stage and a rate
+ * limit set meanwhile by another operator) serialise instead of one failing or losing the other's change.
  */
 export async function changePolicy(
-  db: Queryable,
+  db: Db,
   hot: HotStore,
   change: (doc: PolicyDoc) => PolicyDoc,
   origin: { actor: string; runId?: number | null; step?: string | null },
 ): Promise<{ version: number; doc: PolicyDoc }> {
-  const current = await currentPolicy(db);
-  const doc = normalizePolicy(change(structuredClone(current.doc)));
-  const version = current.version + 1;
-  await db.query('INSERT INTO policy_versions (version, doc, created_by, run_id, step) VALUES ($1, $2, $3, $4, $5)', [
-    version,
-    JSON.stringify(doc),
-    origin.actor,
-    origin.runId ?? null,
-    origin.step ?? null,
-  ]);
-  await hot.publishPolicy({ version, doc: doc as unknown as Record<string, unknown> });
-  return { version, doc };
+  const written = await withXactLock(db, LockId.policyWrite, async (tx) => {
+    const current = await currentPolicy(tx);
+    const doc = normalizePolicy(change(structuredClone(current.doc)));
+    const version = current.version + 1;
+    await tx.query('INSERT INTO policy_versions (version, doc, created_by, run_id, step) VALUES ($1, $2, $3, $4, $5)', [
+      version,
+      JSON.stringify(doc),
+      origin.actor,
+      origin.runId ?? null,
+      origin.step ?? null,
+    ]);
+    return { version, doc };
+  });
+  await publishCurrentPolicy(db, hot);
+  return written;
+}
+
+/**
+ * Pushes the latest version (not necessarily the one just written: with two writers, the
+ * later push must never be overtaken by an older document).
+ */
+export async function publishCurrentPolicy(db: Queryable, hot: HotStore): Promise<void> {
+  const latest = await currentPolicy(db);
+  if (latest.version > 0) await hot.publishPolicy({ version: latest.version, doc: latest.doc as unknown as Record<string, unknown> });
+}
+
+/**
+ * The latest version any of `steps` (tags like "stage-2" and "undo:stage-2") of a run wrote,
+ * with the document it replaced: what makes policy steps and their undos idempotent, also when
+ * a step is applied, undone, and applied again.
+ */
+export async function lastPolicyWrite(db: Queryable, runId: number, steps: string[]): Promise<{ step: string; version: number; doc: PolicyDoc; before: PolicyDoc } | undefined> {
+  const [row] = await db.query<{ step: string; version: number; doc: PolicyDoc }>(
+    'SELECT step, version, doc FROM policy_versions WHERE run_id = $1 AND step = ANY($2::text[]) ORDER BY version DESC LIMIT 1',
+    [runId, steps],
+  );
+  if (!row) return undefined;
+  const [prev] = await db.query<{ doc: PolicyDoc }>('SELECT doc FROM policy_versions WHERE version < $1 ORDER BY version DESC LIMIT 1', [row.version]);
+  return { step: row.step, version: row.version, doc: normalizePolicy(row.doc), before: normalizePolicy(prev?.doc) };
 }

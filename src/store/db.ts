@@ -28,6 +28,7 @@ export const LockId = {
   migrations: 7_210_001,
   auditAppend: 7_210_002,
   runLocks: 7_210_003,
+  policyWrite: 7_210_004,
 } as const;
 
 export async function withXactLock<T>(db: Db, lockId: number, fn: (tx: Queryable) => Promise<T>): Promise<T> {

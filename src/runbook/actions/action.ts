@@ -42,7 +42,8 @@ export interface Action<I = any, O extends Record<string, unknown> = Record<stri
   readonly input: z.ZodType<I>;
   describe(inputs: I): string;
   apply(ctx: ActionContext, inputs: I): Promise<O>;
-  impact?(backends: Backends, inputs: Partial<I>): Promise<BlastRadius>;
+  /** null when the step has no blast radius to show (e.g. a rate limit ends no session at once). */
+  impact?(backends: Backends, inputs: Partial<I>): Promise<BlastRadius | null>;
 }
 
 export function defineAction<I, O extends Record<string, unknown>>(action: Action<I, O>): Action<I, O> {

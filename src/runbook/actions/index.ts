@@ -14,6 +14,7 @@ import {
   keyUnflagCompromised,
   keyUnpublish,
 } from './keys.js';
+import { POLICY_ACTIONS } from './policy.js';
 import { revocationsLiftOwn, revocationsRestore } from './revocations.js';
 import { sessionsEndForRoles, watermarksClear } from './sessions.js';
 import { wait } from './wait.js';
@@ -37,6 +38,7 @@ export const ACTIONS: ReadonlyMap<string, Action> = new Map(
     revocationsRestore,
     jwksPublish,
     wait,
+    ...POLICY_ACTIONS,
     ...BLACKLIST_ACTIONS,
     ...NOTIFY_ACTIONS,
   ].map((a) => [a.name, a as Action]),
