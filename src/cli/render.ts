@@ -1,6 +1,8 @@
 import type { ChalkInstance } from 'chalk';
 import type { Plan } from '../runbook/plan.js';
 import type { RunResult } from '../runbook/engine.js';
+import type { PolicyDoc } from '../state/policy.js';
+import { formatDuration } from '../config/duration.js';
 
 /** Human renderings shared by several commands. */
 export function renderPlan(plan: Plan, c: ChalkInstance): string {
@@ -37,4 +39,21 @@ export function table(headers: string[], rows: Array<Array<string | number | nul
   const cells = [headers, ...rows.map((r) => r.map((v) => (v === null ? '-' : String(v))))];
   const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
   return cells.map((r) => r.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** The incident policy in a few lines: what is tightened, per key, and the risk rules. */
+export function renderPolicy(doc: PolicyDoc): string[] {
+  const lines: string[] = [];
+  for (const [kid, k] of Object.entries(doc.kids)) {
+    const parts: string[] = [];
+    if (k.cutoverPercent) parts.push(`switched off for ${k.cutoverPercent} % of users`);
+    if (k.maxAgeSec) parts.push(`max age ${formatDuration(k.maxAgeSec * 1000)}`);
+    if (k.rateLimit) parts.push(`${k.rateLimit.ops} operations per token per ${formatDuration(k.rateLimit.windowSec * 1000)}`);
+    if (parts.length) lines.push(`${kid}: ${parts.join(', ')}`);
+  }
+  const stepUp = [doc.stepUp.newDevice && 'new devices', doc.stepUp.badReputation && 'bad-reputation devices'].filter(Boolean);
+  if (stepUp.length) lines.push(`step-up for ${stepUp.join(' and ')}`);
+  if (doc.blockCritical.dirtyDevice) lines.push('critical operations held for clean accounts on dirty devices');
+  lines.push(`fail mode ${doc.failMode}, clock tolerance ${doc.clockToleranceSec} s`);
+  return lines;
 }
