@@ -5,6 +5,10 @@ export interface RevocationEntry {
   value: string;
   /** When the tokens it covers would have expired anyway; the entry ends then. */
   expiresAt: Date;
+  /** This entry's own reason (a findings file's line); else the origin's. */
+  reason?: string | null;
+  /** How `expiresAt` was chosen ('token-exp', 'ledger-session', 'max-lifetime', 'ttl'), for listings. */
+  expiryRule?: string | null;
 }
 
 /** Rows at a time in one statement; 10,000 values of 64 characters stay well under a megabyte. */
@@ -20,19 +24,28 @@ export async function revoke(
   hot: HotStore,
   kind: RevocationKind,
   entries: RevocationEntry[],
-  origin: { runId?: number; step?: string; reason?: string } = {},
+  origin: { runId?: number; step?: string; reason?: string; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<void> {
   if (entries.length === 0) return;
   for (let i = 0; i < entries.length; i += BATCH) {
     const part = entries.slice(i, i + BATCH);
     await db.query(
-      `INSERT INTO revocations (kind, value, expires_at, run_id, step, reason)
-       SELECT $1, v, e, $4, $5, $6 FROM unnest($2::text[], $3::timestamptz[]) AS t(v, e)
+      `INSERT INTO revocations (kind, value, expires_at, run_id, step, reason, expiry_rule)
+       SELECT $1, v, e, $4, $5, coalesce(r, $6), x FROM unnest($2::text[], $3::timestamptz[], $7::text[], $8::text[]) AS t(v, e, r, x)
        ON CONFLICT (kind, value, run_id, step) DO UPDATE SET expires_at = greatest(revocations.expires_at, EXCLUDED.expires_at)`,
-      [kind, part.map((e) => e.value), part.map((e) => e.expiresAt.toISOString()), origin.runId ?? 0, origin.step ?? '', origin.reason ?? null],
+      [
+        kind,
+        part.map((e) => e.value),
+        part.map((e) => e.expiresAt.toISOString()),
+        origin.runId ?? 0,
+        origin.step ?? '',
+        origin.reason ?? null,
+        part.map((e) => e.reason ?? null),
+        part.map((e) => e.expiryRule ?? null),
+      ],
     );
   }
-  await syncRevocations(db, hot, kind, entries.map((e) => e.value));
+  await syncRevocations(db, hot, kind, entries.map((e) => e.value), origin.onProgress);
 }
 
 /**
