@@ -7,6 +7,8 @@ import { parseFindings, readFindingsFile } from '../../src/cli/findings.js';
 import { FindingsInvalidError } from '../../src/errors.js';
 import { revocationExpiries, userExpiry } from '../../src/state/blacklist-expiry.js';
 import { entrySet } from '../../src/state/blacklist.js';
+import { canonicalJson } from '../../src/state/canonical-json.js';
+import { inputSetOf } from '../../src/state/input-sets.js';
 
 const FPH = 'ab'.repeat(32);
 const dir = mkdtempSync(path.join(os.tmpdir(), 'jwtir-findings-'));
@@ -122,6 +124,9 @@ describe('entry sets and expiries', () => {
     const a = entrySet([{ kind: 'jti', value: 'b' }, { kind: 'user', value: 'u' }, { kind: 'jti', value: 'a', exp: 5 }], 'x');
     const b = entrySet([{ kind: 'jti', value: 'a', exp: 3 }, { kind: 'user', value: 'u' }, { kind: 'jti', value: 'a', exp: 5 }, { kind: 'jti', value: 'b' }], 'y');
     expect(b.hash).toBe(a.hash);
+    // The fast serialisation the hash uses is the RFC 8785 one.
+    expect(JSON.stringify(a.items)).toBe(canonicalJson(a.items));
+    expect(inputSetOf('blacklist', a.items, null).hash).toBe(a.hash);
     expect(b.items).toEqual([{ kind: 'jti', value: 'a', exp: 5 }, { kind: 'jti', value: 'b' }, { kind: 'user', value: 'u' }]);
     // A duplicate without exp removes the bound: nothing says when that token expires.
     expect(entrySet([{ kind: 'sid', value: 's', exp: 5 }, { kind: 'sid', value: 's' }], null).items).toEqual([{ kind: 'sid', value: 's' }]);

@@ -22,7 +22,7 @@ const usersInput = z.object({ set: SET, users: z.number().int().nonnegative(), r
 
 const entriesOf = async (db: Queryable, hash: string) => (await loadInputSet<BlacklistEntry>(db, INPUT_SET_KIND, hash)).items;
 const short = (hash: string) => `${hash.slice(0, 12)}…`;
-const many = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+const many = (n: number, word: string) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
 const listed = (i: { jtis: number; sessions: number; devices: number }) => `${many(i.jtis, 'jti')}, ${many(i.sessions, 'session')} and ${many(i.devices, 'device')}`;
 
 async function basisOf(db: Queryable, startedAt: Date, ttlMs: number | null): Promise<ExpiryBasis> {
