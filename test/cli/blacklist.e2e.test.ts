@@ -188,6 +188,16 @@ for (const c of backendCases('blacklist', ['postgres+redis', 'embedded'])) {
       await runOk(['runs', 'rollback', String(res.json.runId), '--yes', '--json'], { env });
     });
 
+    it('an add rolled back after a remove lifted its entries stays undone when the remove is rolled back too', async () => {
+      const add = await runOk(['blacklist', 'add', '--jti', 'j-alice-1', '--user', 'alice', '--yes', '--json'], { env });
+      const remove = await runOk(['blacklist', 'remove', '--jti', 'j-alice-1', '--user', 'alice', '--yes', '--json'], { env });
+      await runOk(['runs', 'rollback', String(add.json.runId), '--yes', '--json'], { env });
+      // Undoing the remove restores what it lifted, except what belonged to the add that is now undone.
+      await runOk(['runs', 'rollback', String(remove.json.runId), '--yes', '--json'], { env });
+      expect(await verdicts()).toEqual(ALLOWED);
+      expect((await runOk(['blacklist', 'list', '--json'], { env })).json.total).toBe(0);
+    });
+
     it('a findings file of 1,000 entries (jsonwebtoken-minted tokens among them) lands; the audit trail is intact and holds no token and not the list', async () => {
       const now = nowSec();
       const fileTokens = Array.from({ length: 300 }, (_, i) => jwt.sign({ sub: `x-${i}`, jti: `leaked-${i}`, iat: now - 60 }, secret, { algorithm: 'HS256', expiresIn: 600 }));
