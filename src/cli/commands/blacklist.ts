@@ -51,7 +51,7 @@ export async function add(ctx: CommandContext, o: AddOptions): Promise<void> {
     }
   }
   const counts = countKinds(set.items);
-  if (ttlMs !== null && counts.user > 0 && !ctx.out.json) {
+  if (ttlMs !== null && counts.user > 0) {
     ctx.out.warn('--ttl applies to jti, session and device entries; a user watermark lasts until the tokens it ends would have expired');
   }
   await start(ctx, 'blacklist-add', set, o.dryRun === true, { ttl: ttlMs, reason: o.reason });
