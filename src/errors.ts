@@ -123,3 +123,22 @@ export class HealthGateBreachedError extends JwtirError {
   override readonly code = 'ERR_HEALTH_GATE_BREACHED';
   override readonly exitCode = ExitCode.runFailed;
 }
+
+// --- blacklist (issue 4) ---
+
+/** A findings file (--from-file) is missing, too large, empty, or has bad entries (each listed with its line). */
+export class FindingsInvalidError extends UsageError {
+  override readonly code = 'ERR_FINDINGS_INVALID';
+}
+/** A jti, session id, subject or device fingerprint given on the command line is malformed. */
+export class EntryInvalidError extends UsageError {
+  override readonly code = 'ERR_ENTRY_INVALID';
+}
+/** A user the session ledger and the device registry have never seen (a typo, or a forged subject). */
+export class UnknownUserError extends NotFoundError {
+  override readonly code = 'ERR_USER_UNKNOWN';
+}
+/** `blacklist remove` of something that is not blacklisted. */
+export class NotBlacklistedError extends NotFoundError {
+  override readonly code = 'ERR_NOT_BLACKLISTED';
+}

@@ -5,6 +5,10 @@ export interface RevocationEntry {
   value: string;
   /** When the tokens it covers would have expired anyway; the entry ends then. */
   expiresAt: Date;
+  /** This entry's own reason (a findings file's line); else the origin's. */
+  reason?: string | null;
+  /** How `expiresAt` was chosen ('token-exp', 'ledger-session', 'max-lifetime', 'ttl'), for listings. */
+  expiryRule?: string | null;
 }
 
 /** Rows at a time in one statement; 10,000 values of 64 characters stay well under a megabyte. */
@@ -13,26 +17,44 @@ const BATCH = 10_000;
 /**
  * Revokes jtis, sessions or device fingerprints: recorded in the database (tagged with the run
  * and step, so an undo removes exactly its own), then pushed to every guard. Set-based and
- * idempotent: a step applied twice leaves the same rows.
+ * idempotent: a step applied twice leaves the same rows. `entries` holds each value once.
  */
 export async function revoke(
   db: Queryable,
   hot: HotStore,
   kind: RevocationKind,
   entries: RevocationEntry[],
-  origin: { runId?: number; step?: string; reason?: string } = {},
+  origin: { runId?: number; step?: string; reason?: string; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<void> {
-  if (entries.length === 0) return;
   for (let i = 0; i < entries.length; i += BATCH) {
     const part = entries.slice(i, i + BATCH);
-    await db.query(
-      `INSERT INTO revocations (kind, value, expires_at, run_id, step, reason)
-       SELECT $1, v, e, $4, $5, $6 FROM unnest($2::text[], $3::timestamptz[]) AS t(v, e)
-       ON CONFLICT (kind, value, run_id, step) DO UPDATE SET expires_at = greatest(revocations.expires_at, EXCLUDED.expires_at)`,
-      [kind, part.map((e) => e.value), part.map((e) => e.expiresAt.toISOString()), origin.runId ?? 0, origin.step ?? '', origin.reason ?? null],
+    // The effective entry comes back from the same statement: the later of the row just written
+    // and the other live rows of its value (the statement's snapshot predates its own insert).
+    // A second pass over 100,000 values with = ANY cost as much again as the insert itself.
+    const rows = await db.query<{ value: string; until: string | null }>(
+      `WITH ins AS (
+         INSERT INTO revocations (kind, value, expires_at, run_id, step, reason, expiry_rule)
+         SELECT $1, v, e, $4, $5, coalesce(r, $6), x FROM unnest($2::text[], $3::timestamptz[], $7::text[], $8::text[]) AS t(v, e, r, x)
+         ON CONFLICT (kind, value, run_id, step) DO UPDATE SET expires_at = greatest(revocations.expires_at, EXCLUDED.expires_at)
+         RETURNING value, expires_at, lifted_at)
+       SELECT ins.value, ceil(extract(epoch FROM greatest(
+           CASE WHEN ins.expires_at > now() AND ins.lifted_at IS NULL THEN ins.expires_at END,
+           (SELECT max(o.expires_at) FROM revocations o WHERE o.kind = $1 AND o.value = ins.value AND o.lifted_at IS NULL AND o.expires_at > now()))))::bigint AS until
+       FROM ins`,
+      [
+        kind,
+        part.map((e) => e.value),
+        part.map((e) => e.expiresAt.toISOString()),
+        origin.runId ?? 0,
+        origin.step ?? '',
+        origin.reason ?? null,
+        part.map((e) => e.reason ?? null),
+        part.map((e) => e.expiryRule ?? null),
+      ],
     );
+    await hot.putRevocations(kind, rows.map((r) => [r.value, r.until === null ? null : Number(r.until)]));
+    origin.onProgress?.(i + part.length, entries.length);
   }
-  await syncRevocations(db, hot, kind, entries.map((e) => e.value));
 }
 
 /**

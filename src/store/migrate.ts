@@ -7,6 +7,7 @@ import * as m004 from './migrations/004-containment.js';
 import * as m005 from './migrations/005-notify.js';
 import * as m006 from './migrations/006-lifting.js';
 import * as m007 from './migrations/007-sessions.js';
+import * as m008 from './migrations/008-blacklist.js';
 
 /** Ordered, append-only. A released migration is never edited; add a new one instead. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -17,6 +18,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 5, name: 'notify', sql: m005.sql },
   { version: 6, name: 'lifting', sql: m006.sql },
   { version: 7, name: 'sessions', sql: m007.sql },
+  { version: 8, name: 'blacklist', sql: m008.sql },
 ];
 
 /**

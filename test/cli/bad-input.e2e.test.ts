@@ -5,7 +5,8 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import jwt from 'jsonwebtoken';
 import { ExitCode } from '../../src/errors.js';
-import { runCli, runOk, type CliResult } from '../helpers/cli.js';
+import { runCli, runOk } from '../helpers/cli.js';
+import { expectFailure } from '../helpers/failure.js';
 import { backendCases, describeBackend } from '../helpers/services.js';
 import { legacyService, seedLedger, withGuard } from '../helpers/state.js';
 
@@ -25,17 +26,6 @@ async function snapshot(env: Record<string, string>) {
     ? [await runOk(calls[0]!, { env }), await runOk(calls[1]!, { env }), await runOk(calls[2]!, { env })]
     : await Promise.all(calls.map((args) => runOk(args, { env })));
   return { keys: keys!.json.keys, runs: runs!.json.runs, audit: trail!.json };
-}
-
-/** Asserts a failure: exit code, stable code in the --json error, and the human message on stderr. */
-function expectFailure(res: CliResult, exitCode: number, code: string): { code: string; message: string; hint: string | null } {
-  if (res.code !== exitCode || res.json?.error?.code !== code) {
-    throw new Error(`expected exit ${exitCode} with ${code}, got exit ${res.code ?? res.signal} with ${res.json?.error?.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  }
-  expect(res.json.error.exitCode).toBe(exitCode);
-  expect(res.stderr).toContain(`jwtir: error ${code}: ${res.json.error.message}`);
-  if (res.json.error.hint) expect(res.stderr).toContain(`next: ${res.json.error.hint}`);
-  return res.json.error;
 }
 
 for (const c of backendCases('bad_input', ['embedded', 'postgres+redis'])) {
