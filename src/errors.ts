@@ -117,3 +117,21 @@ export class AbortedError extends JwtirError {
   override readonly code = 'ERR_ABORTED';
   override readonly exitCode = ExitCode.aborted;
 }
+
+// --- logout and sessions (issue 4) ---
+/** A --user names nobody jwtir knows: no session in the ledger and no device. */
+export class UnknownUserError extends NotFoundError {
+  override readonly code = 'ERR_USER_UNKNOWN';
+}
+/** A session id that is not in the session ledger. */
+export class UnknownSessionError extends NotFoundError {
+  override readonly code = 'ERR_SESSION_UNKNOWN';
+}
+/** A logout selector is malformed (a cohort out of 0..99, a time in the future, …), or none was given. */
+export class InvalidSelectorError extends UsageError {
+  override readonly code = 'ERR_SELECTOR_INVALID';
+}
+/** The selectors are well-formed but select no live session: there is nothing to log out. */
+export class NoMatchError extends UsageError {
+  override readonly code = 'ERR_NO_MATCH';
+}
