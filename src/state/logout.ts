@@ -104,11 +104,11 @@ export async function endSession(db: Queryable, hot: HotStore, sid: string, ref:
 }
 
 async function insertUserWatermarks(db: Queryable, sel: Selection, ref: StepRef, notBefore: Date): Promise<void> {
-  const p = new Params([notBefore.toISOString(), ref.runId, ref.step, ref.startedAt.toISOString()]);
+  const p = new Params([notBefore.toISOString(), ref.runId, ref.step]);
   await db.query(
     `INSERT INTO watermarks (scope, subject, not_before, run_id, step, reason)
      SELECT DISTINCT 'user', u.sub, $1::timestamptz, $2::bigint, $3, 'forced logout'
-     FROM (${pickedUsers(sel, p, '$4::timestamptz', '$1::timestamptz')}) u
+     FROM (${pickedUsers(sel, p, { liveAt: ref.startedAt.toISOString(), before: notBefore.toISOString() })}) u
      ON CONFLICT DO NOTHING`,
     p.values,
   );

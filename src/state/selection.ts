@@ -73,18 +73,23 @@ export function alertedSessions(sel: Selection, p: Params): string {
 /**
  * The users a step gives user watermarks, as SQL yielding a column `sub`: the named users
  * themselves when --user is the only selector (their tokens end even where the ledger does not
- * know them), else the users of live sessions that match. With --suspicious, the users of
- * alerts that carry no session id.
+ * know them), else the users of sessions live at `liveAt` and issued before `before` that match
+ * (both ISO times; null means now()). With --suspicious, the users of alerts that carry no
+ * session id. Parameters are added only where used: Postgres cannot type an unused one.
  */
-export function pickedUsers(sel: Selection, p: Params, liveAt: string, before: string): string {
-  const base = baseConditions(sel, p);
+export function pickedUsers(sel: Selection, p: Params, at: { liveAt: string | null; before: string | null }): string {
+  const time = (iso: string | null) => (iso === null ? 'now()' : p.add(iso, '::timestamptz'));
+  const matching = (from: string) => {
+    const base = baseConditions(sel, p);
+    return `SELECT DISTINCT s.sub FROM sessions s WHERE ${[...from ? [from] : [], ...base].join(' AND ')} AND s.expires_at > ${time(at.liveAt)} AND s.issued_at < ${time(at.before)}`;
+  };
   if (sel.suspicious) {
     const alerted = `SELECT DISTINCT a.sub FROM alerts a WHERE a.at >= ${p.add(sel.alertsSince, '::timestamptz')} AND a.sid IS NULL AND a.sub IS NOT NULL`;
-    if (base.length === 0) return alerted;
-    return `SELECT DISTINCT s.sub FROM sessions s WHERE s.sub IN (${alerted}) AND ${base.join(' AND ')} AND s.expires_at > ${liveAt} AND s.issued_at < ${before}`;
+    const filtered = sel.users.length || sel.roles.length || sel.kid || sel.cohorts.length || sel.device || sel.issuedBefore;
+    return filtered ? matching(`s.sub IN (${alerted})`) : alerted;
   }
   if (namesUsersOnly(sel)) return `SELECT unnest(${p.add(sel.users, '::text[]')}) AS sub`;
-  return `SELECT DISTINCT s.sub FROM sessions s WHERE ${base.join(' AND ')} AND s.expires_at > ${liveAt} AND s.issued_at < ${before}`;
+  return matching('');
 }
 
 /** The sessions a `sessions`-mechanism step revokes one by one: SQL over `s` (a WHERE body). */
@@ -101,7 +106,7 @@ export function revokedSessionsWhere(sel: Selection, p: Params): string {
  */
 export async function countSelection(db: Queryable, sel: Selection): Promise<{ sessions: number; users: number }> {
   const p = new Params();
-  const cutoff = sel.issuedBefore ? p.add(sel.issuedBefore, '::timestamptz') : 'now()';
+  const cutoff = () => (sel.issuedBefore ? p.add(sel.issuedBefore, '::timestamptz') : 'now()');
   const parts: string[] = [];
   const mechanism = mechanismOf(sel);
   if (mechanism === 'key') {
@@ -114,8 +119,8 @@ export async function countSelection(db: Queryable, sel: Selection): Promise<{ s
   }
   if (mechanism === 'users' || sel.suspicious) {
     parts.push(
-      `SELECT s.sub, s.sid FROM sessions s JOIN (${pickedUsers(sel, p, 'now()', cutoff)}) u ON u.sub = s.sub
-       WHERE s.expires_at > now() AND s.issued_at < ${cutoff}`,
+      `SELECT s.sub, s.sid FROM sessions s JOIN (${pickedUsers(sel, p, { liveAt: null, before: sel.issuedBefore })}) u ON u.sub = s.sub
+       WHERE s.expires_at > now() AND s.issued_at < ${cutoff()}`,
     );
   }
   const [row] = await db.query<{ sessions: number; users: number }>(
