@@ -79,9 +79,9 @@ export function alertedSessions(sel: Selection, p: Params): string {
  */
 export function pickedUsers(sel: Selection, p: Params, at: { liveAt: string | null; before: string | null }): string {
   const time = (iso: string | null) => (iso === null ? 'now()' : p.add(iso, '::timestamptz'));
-  const matching = (from: string) => {
-    const base = baseConditions(sel, p);
-    return `SELECT DISTINCT s.sub FROM sessions s WHERE ${[...from ? [from] : [], ...base].join(' AND ')} AND s.expires_at > ${time(at.liveAt)} AND s.issued_at < ${time(at.before)}`;
+  const matching = (...extra: string[]) => {
+    const where = [...extra, ...baseConditions(sel, p), `s.expires_at > ${time(at.liveAt)}`, `s.issued_at < ${time(at.before)}`];
+    return `SELECT DISTINCT s.sub FROM sessions s WHERE ${where.join(' AND ')}`;
   };
   if (sel.suspicious) {
     const alerted = `SELECT DISTINCT a.sub FROM alerts a WHERE a.at >= ${p.add(sel.alertsSince, '::timestamptz')} AND a.sid IS NULL AND a.sub IS NOT NULL`;
@@ -89,7 +89,7 @@ export function pickedUsers(sel: Selection, p: Params, at: { liveAt: string | nu
     return filtered ? matching(`s.sub IN (${alerted})`) : alerted;
   }
   if (namesUsersOnly(sel)) return `SELECT unnest(${p.add(sel.users, '::text[]')}) AS sub`;
-  return matching('');
+  return matching();
 }
 
 /** The sessions a `sessions`-mechanism step revokes one by one: SQL over `s` (a WHERE body). */
