@@ -43,7 +43,8 @@ const NEW_LOGINS = [
 
 interface Case {
   title: string;
-  args: string[];
+  /** A function where the args name something made in setup (the new key's kid). */
+  args: string[] | (() => string[]);
   /** The tokens it ends, with the reason the guard gives; every other token must still pass. */
   ends: (t: CastToken) => Reason | undefined;
   mechanism: 'by-key' | 'users' | 'sessions';
@@ -119,9 +120,16 @@ for (const c of backendCases('logout', ['postgres+redis', 'embedded'])) {
     });
 
     const frankCohort = cohortOf('frank');
+    const newKid = () => cast.find((t) => t.name === 'frank')!.kid;
     const cases: Case[] = [
       { title: '--kid legacy', args: ['--kid', 'legacy'], mechanism: 'by-key', ends: (t) => (t.kid === 'legacy' ? 'revoked_kid' : undefined) },
       { title: '--cohort <frank\'s>', args: ['--cohort', `${frankCohort}`], mechanism: 'by-key', ends: (t) => (cohortOf(t.sub) === frankCohort ? 'revoked_cohort' : undefined) },
+      {
+        title: "--kid <new> --cohort <frank's>",
+        args: () => ['--kid', newKid(), '--cohort', `${frankCohort}`],
+        mechanism: 'by-key',
+        ends: (t) => (t.kid === newKid() && cohortOf(t.sub) === frankCohort ? 'revoked_cohort' : undefined),
+      },
       { title: '--issued-before 1h', args: ['--issued-before', '1h'], mechanism: 'by-key', ends: (t) => (t.iat * 1000 < Date.now() - HOUR ? 'revoked_kid' : undefined) },
       { title: '--user alice', args: ['--user', 'alice'], mechanism: 'users', ends: (t) => (t.sub === 'alice' ? 'revoked_user' : undefined) },
       { title: '--role admin', args: ['--role', 'admin'], mechanism: 'users', ends: (t) => (t.sub === 'bob' ? 'revoked_user' : undefined) },
@@ -136,11 +144,12 @@ for (const c of backendCases('logout', ['postgres+redis', 'embedded'])) {
 
     for (const k of cases) {
       it(`logout ${k.title}: the dry run counts what the run ends, the guard denies exactly those, refresh fails, rollback restores`, async () => {
-        const dry = await runOk(['logout', ...k.args, '--dry-run', '--json'], { env });
+        const args = typeof k.args === 'function' ? k.args() : k.args;
+        const dry = await runOk(['logout', ...args, '--dry-run', '--json'], { env });
         const planned = dry.json.plan.steps.filter((s: { runs: boolean }) => s.runs);
         expect(planned.map((s: { id: string }) => s.id)).toEqual([k.mechanism]);
 
-        const res = await runOk(['logout', ...k.args, '--yes', '--json'], { env });
+        const res = await runOk(['logout', ...args, '--yes', '--json'], { env });
         expect(res.json.status).toBe('done');
         const step = res.json.steps.find((s: { state: string }) => s.state === 'done');
         expect(step.step).toBe(k.mechanism);
