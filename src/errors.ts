@@ -134,11 +134,25 @@ export class FindingsInvalidError extends UsageError {
 export class EntryInvalidError extends UsageError {
   override readonly code = 'ERR_ENTRY_INVALID';
 }
-/** A user the session ledger and the device registry have never seen (a typo, or a forged subject). */
+/** A user the session ledger and the device registry have never seen (a typo, or a forged subject); blacklist, logout and notify. */
 export class UnknownUserError extends NotFoundError {
   override readonly code = 'ERR_USER_UNKNOWN';
 }
 /** `blacklist remove` of something that is not blacklisted. */
 export class NotBlacklistedError extends NotFoundError {
   override readonly code = 'ERR_NOT_BLACKLISTED';
+}
+
+// --- logout and sessions (issue 4) ---
+/** A session id that is not in the session ledger. */
+export class UnknownSessionError extends NotFoundError {
+  override readonly code = 'ERR_SESSION_UNKNOWN';
+}
+/** A logout selector is malformed (a cohort out of 0..99, a time in the future, …), or none was given. */
+export class InvalidSelectorError extends UsageError {
+  override readonly code = 'ERR_SELECTOR_INVALID';
+}
+/** The selectors are well-formed but select no live session: there is nothing to log out. */
+export class NoMatchError extends UsageError {
+  override readonly code = 'ERR_NO_MATCH';
 }

@@ -105,6 +105,8 @@ function decide(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, now: nu
     v.passedCritical = critical;
   }
   d.telemetry.count(v.allowCounterKey, now);
+  // One number compare per request: a session's last-seen time is recorded once a minute per token.
+  if (v.seenMinute !== d.telemetry.minute) d.telemetry.sighting(v);
   return v.allow;
 }
 

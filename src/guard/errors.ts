@@ -19,3 +19,5 @@ export const REFRESH_REUSED = 'ERR_REFRESH_REUSED';
 export const REFRESH_FINGERPRINT = 'ERR_REFRESH_FINGERPRINT_MISMATCH';
 /** No key is active for signing. */
 export const NO_ACTIVE_KEY = 'ERR_NO_ACTIVE_KEY';
+/** The session does not exist or belongs to another user (one code for both: no oracle for session ids). */
+export const SESSION_NOT_FOUND = 'ERR_SESSION_NOT_FOUND';

@@ -5,6 +5,7 @@ import type { Backends } from '../store/open.js';
 import type { CounterRow } from '../store/hot/hot-store.js';
 import { authorize, authorizeAsync, type AuthorizeDeps } from './authorize.js';
 import { Issuer, type IssuedToken, type IssueRequest, type Session } from './issuer.js';
+import type { UserSession } from './sessions.js';
 import { TokenRateLimiter } from './rate-limit.js';
 import { catchUp, Replica } from './replica.js';
 import { Telemetry, type Alert } from './telemetry.js';
@@ -78,6 +79,17 @@ export interface Guard {
   refresh(refreshToken: string, ctx?: { fingerprint?: string; ttlSec?: number; refreshTtlSec?: number }): Promise<Session>;
   /** Ends one session everywhere (refresh family and access tokens). */
   revokeSession(sid: string): Promise<void>;
+  /**
+   * A signed-in user's live sessions, newest first (PLAYBOOK E2): device and place as given at
+   * login, first and last seen, expiry. Pass the caller's own sid to have it marked `current`.
+   */
+  sessions(sub: string, currentSid?: string): Promise<UserSession[]>;
+  /**
+   * Ends one of the user's own sessions (its refresh tokens and access tokens), effective at
+   * this guard at once and at the others within the propagation bound. A sid that is unknown or
+   * belongs to another user is refused with GuardError ERR_SESSION_NOT_FOUND.
+   */
+  endSession(sub: string, sid: string): Promise<void>;
   /** Marks a device as confirmed by a second factor, after the service's 2FA succeeded. */
   confirmDevice(sub: string, fph: string): Promise<void>;
   /** Records fraud protection's verdict on a device. */
@@ -223,6 +235,11 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
     login: (req) => issuer.login(req),
     refresh: (token, ctx) => issuer.refresh(token, ctx),
     revokeSession: (sid) => issuer.revokeSession(sid),
+    sessions: (sub, currentSid) => issuer.sessions(sub, currentSid),
+    async endSession(sub, sid) {
+      await issuer.endSession(sub, sid);
+      await sync();
+    },
     async confirmDevice(sub, fph) {
       await recordDevice(backends.db, backends.hot, { sub, fph, confirmed: true });
       await sync();

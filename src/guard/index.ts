@@ -5,9 +5,10 @@
 export { createGuard } from './guard.js';
 export type { Guard, GuardEvent, GuardOptions } from './guard.js';
 export type { IssueRequest, IssuedToken, Session } from './issuer.js';
+export type { UserSession } from './sessions.js';
 export type { Decision, Reason, RequestContext, Verdict } from './types.js';
 export type { Alert } from './telemetry.js';
-export { GuardError, NO_ACTIVE_KEY, REFRESH_FINGERPRINT, REFRESH_INVALID, REFRESH_REUSED } from './errors.js';
+export { GuardError, NO_ACTIVE_KEY, REFRESH_FINGERPRINT, REFRESH_INVALID, REFRESH_REUSED, SESSION_NOT_FOUND } from './errors.js';
 export { cohortOf } from './cohort.js';
 export { prometheusMetrics } from './prometheus.js';
 export type { PrometheusMetrics } from './prometheus.js';

@@ -4,8 +4,9 @@ import { recordDevice } from '../state/devices.js';
 import { recordSessions } from '../state/ledger.js';
 import { revoke } from '../state/revocations.js';
 import type { Backends } from '../store/open.js';
-import { GuardError, NO_ACTIVE_KEY, REFRESH_FINGERPRINT, REFRESH_INVALID, REFRESH_REUSED } from './errors.js';
+import { GuardError, NO_ACTIVE_KEY, REFRESH_FINGERPRINT, REFRESH_INVALID, REFRESH_REUSED, SESSION_NOT_FOUND } from './errors.js';
 import type { Replica } from './replica.js';
+import { liveSessionsOf, sessionEnded, type UserSession } from './sessions.js';
 import { signingKeyFrom, signJwt, type SigningKey } from './sign.js';
 import type { Alert } from './telemetry.js';
 
@@ -19,6 +20,10 @@ export interface IssueRequest {
   /** Device fingerprint hash to bind the token to (claim `fph`). */
   fph?: string;
   claims?: Record<string, unknown>;
+  /** What the user's session list shows for this login's device, e.g. "Firefox on Linux". Not put in the token. */
+  device?: string;
+  /** Where the login came from, as the service describes it, e.g. "Berlin, DE". Not put in the token. */
+  place?: string;
 }
 
 export interface IssuedToken {
@@ -67,7 +72,9 @@ export class Issuer {
     if (this.claimsBase.aud) payload.aud = this.claimsBase.aud;
     const token = signJwt(key, payload);
     const { db, hot } = this.backends;
-    await recordSessions(db, [{ sid, sub: req.sub, kid, roles: req.roles ?? [], fph: req.fph ?? null, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000) }]);
+    await recordSessions(db, [
+      { sid, sub: req.sub, kid, roles: req.roles ?? [], fph: req.fph ?? null, issuedAt: new Date(iat * 1000), expiresAt: new Date(exp * 1000), device: req.device ?? null, place: req.place ?? null },
+    ]);
     if (req.fph) await recordDevice(db, hot, { sub: req.sub, fph: req.fph });
     return { token, kid, sid, jti, expiresAt: new Date(exp * 1000) };
   }
@@ -95,12 +102,20 @@ export class Issuer {
       this.onAlert({ kind: 'fingerprint_mismatch', reason: 'refresh_fingerprint_mismatch', sub: row.sub, sid: row.sid, fph: ctx.fingerprint, at: this.now() });
       throw new GuardError(REFRESH_FINGERPRINT, 'the refresh token belongs to another device');
     }
+    const [session] = await db.query<{ roles: string[]; sub: string; kid: string | null; cohort: number | null; fph: string | null; issued_at: Date }>(
+      'SELECT roles, sub, kid, cohort, fph, issued_at FROM sessions WHERE sid = $1',
+      [row.sid],
+    );
+    // A session a forced logout ended cannot be renewed, even where its refresh token escaped the
+    // logout (a logout rolled back while another still covers the session).
+    if (session && sessionEnded(this.replica, { ...session, sid: row.sid, issuedAt: new Date(session.issued_at) }, this.now() / 1000)) {
+      throw new GuardError(REFRESH_INVALID, 'the session was ended: log in again');
+    }
     const spent = await db.query('UPDATE refresh_tokens SET used_at = now() WHERE hash = $1 AND used_at IS NULL AND revoked_at IS NULL RETURNING hash', [hash]);
     if (spent.length === 0) {
       await this.revokeFamily(row.family, row.sid, row.sub);
       throw new GuardError(REFRESH_REUSED, 'this refresh token was already used: the session is revoked, log in again');
     }
-    const [session] = await db.query<{ roles: string[] }>('SELECT roles FROM sessions WHERE sid = $1', [row.sid]);
     const access = await this.issue({ sub: row.sub, sid: row.sid, roles: session?.roles ?? [], ...(row.fph ? { fph: row.fph } : {}), ...(ctx.ttlSec ? { ttlSec: ctx.ttlSec } : {}) });
     const next = await this.newRefresh(row.family, row.sub, row.fph ?? undefined, row.sid, ctx.refreshTtlSec);
     return { access, ...next };
@@ -112,11 +127,30 @@ export class Issuer {
     await this.revokeFamily(sid, sid, row?.sub ?? '', false);
   }
 
+  /** The user's live sessions (PLAYBOOK E2); `currentSid` marks the one asking. */
+  sessions(sub: string, currentSid?: string): Promise<UserSession[]> {
+    return liveSessionsOf(this.backends.db, this.replica, sub, currentSid, this.now());
+  }
+
+  /**
+   * Ends one of the user's own sessions. A session of another user is refused exactly like one
+   * that does not exist, so the answer does not tell which session ids are real.
+   */
+  async endSession(sub: string, sid: string): Promise<void> {
+    const [row] = await this.backends.db.query<{ sub: string }>('SELECT sub FROM sessions WHERE sid = $1', [sid]);
+    if (!row || row.sub !== sub) throw new GuardError(SESSION_NOT_FOUND, 'no such session for this user');
+    await this.revokeFamily(sid, sid, sub, false);
+  }
+
   private async revokeFamily(family: string, sid: string, sub: string, reused = true): Promise<void> {
     const { db, hot } = this.backends;
-    await db.query('UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE family = $1', [family]);
-    const [latest] = await db.query<{ until: Date | null }>('SELECT max(expires_at) AS until FROM refresh_tokens WHERE family = $1', [family]);
-    // Access tokens of the session live at most their ttl; the family's refresh expiry bounds everything.
+    // Marked as the guard's own, so the undo of an earlier forced logout cannot revive these tokens.
+    await db.query(`UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now()), revoked_by = 'guard' WHERE family = $1`, [family]);
+    const [latest] = await db.query<{ until: Date | null }>(
+      'SELECT greatest((SELECT max(expires_at) FROM refresh_tokens WHERE family = $1), (SELECT expires_at FROM sessions WHERE sid = $2)) AS until',
+      [family, sid],
+    );
+    // The session's last access token and its family's last refresh token bound every token it can still have.
     const until = latest?.until ? new Date(latest.until) : new Date(this.now() + 24 * 3600_000);
     await revoke(db, hot, 'sid', [{ value: sid, expiresAt: until }], { reason: reused ? 'refresh token reuse' : 'session revoked' });
     if (reused) this.onAlert({ kind: 'refresh_reuse', reason: 'refresh_reuse', sub, sid, at: this.now() });

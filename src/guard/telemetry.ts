@@ -13,13 +13,20 @@ export interface Alert {
 }
 
 const SEP = '\u0000';
+/** Sessions remembered as seen between two flushes; beyond it, sightings wait for a later minute. */
+const MAX_SIGHTINGS = 100_000;
+/** Session ids per UPDATE when last-seen times are written. */
+const SIGHTING_BATCH = 10_000;
 
 /**
  * Per-minute decision counts and alerts, gathered in memory on the request path and flushed in
  * the background: counters to the hot store (summed across instances), alerts to the database.
  */
 export class Telemetry {
-  private minute = 0;
+  /** The epoch minute being counted (read on the request path; only count() moves it). */
+  minute = 0;
+  /** Sessions whose tokens were allowed since the last flush: their last_seen_at is written then. */
+  private seen = new Set<string>();
   private counts = new Map<string, number>();
   private pending: CounterRow[] = [];
   private alerts: Alert[] = [];
@@ -42,13 +49,22 @@ export class Telemetry {
     this.alerts.push(alert);
   }
 
+  /** A token of session `sid` was allowed this minute; call after count(), which keeps `minute` current. */
+  sighting(token: { sid: string | undefined; seenMinute: number }): void {
+    if (this.seen.size >= MAX_SIGHTINGS) return;
+    token.seenMinute = this.minute;
+    if (token.sid !== undefined) this.seen.add(token.sid);
+  }
+
   /** Writes what has been gathered. Safe to call concurrently with counting. */
   async flush(): Promise<void> {
     this.rollover(this.minute);
     const rows = this.pending;
     const alerts = this.alerts;
+    const seen = [...this.seen];
     this.pending = [];
     this.alerts = [];
+    this.seen = new Set();
     try {
       if (rows.length) await this.hot.addCounters(rows);
     } catch (error) {
@@ -70,6 +86,9 @@ export class Telemetry {
           alerts.map((a) => JSON.stringify({ reason: a.reason })),
         ],
       );
+    }
+    for (let i = 0; i < seen.length; i += SIGHTING_BATCH) {
+      await this.db.query('UPDATE sessions SET last_seen_at = now() WHERE sid = ANY($1::text[])', [seen.slice(i, i + SIGHTING_BATCH)]);
     }
   }
 

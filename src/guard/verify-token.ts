@@ -36,6 +36,8 @@ export interface VerifiedToken {
   passedAt: number;
   passedFingerprint: string | undefined;
   passedCritical: boolean;
+  /** The epoch minute this token's session was last recorded as seen (see Telemetry.sighting); -1 before. */
+  seenMinute: number;
 }
 
 export type Rejection = { reason: Reason; kid?: string };
@@ -122,6 +124,7 @@ export function claimsOf(prepared: PreparedToken): VerifiedToken | Rejection {
     passedAt: -1,
     passedFingerprint: undefined,
     passedCritical: false,
+    seenMinute: -1,
   } as VerifiedToken;
 }
 
