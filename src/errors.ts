@@ -117,3 +117,26 @@ export class AbortedError extends JwtirError {
   override readonly code = 'ERR_ABORTED';
   override readonly exitCode = ExitCode.aborted;
 }
+
+// --- notify (issue 4): notifications to users, on-call and Shared Signals receivers ---
+
+/** A notification channel the command needs is not configured (no on-call webhook, no SET receivers or issuer). */
+export class NotifyNotConfiguredError extends UsageError {
+  override readonly code = 'ERR_NOTIFY_NOT_CONFIGURED';
+}
+/** A user (subject) the session ledger has never seen. */
+export class UnknownSubjectError extends NotFoundError {
+  override readonly code = 'ERR_USER_UNKNOWN';
+}
+/**
+ * SETs would be signed with a shared secret: any holder of that secret (here, the attacker too)
+ * could forge them, so they prove nothing to a receiver. A safety refusal, like a weak secret.
+ */
+export class SetKeyRefusedError extends RefusedError {
+  override readonly code = 'ERR_SET_KEY_SYMMETRIC';
+}
+/** Messages stayed undelivered after their retries and deadline: recorded as failed, and the step stops. */
+export class NotifySendFailedError extends JwtirError {
+  override readonly code = 'ERR_NOTIFY_SEND_FAILED';
+  override readonly exitCode = ExitCode.runFailed;
+}
