@@ -156,3 +156,22 @@ export class InvalidSelectorError extends UsageError {
 export class NoMatchError extends UsageError {
   override readonly code = 'ERR_NO_MATCH';
 }
+
+// --- notify (issue 4): notifications to users, on-call and Shared Signals receivers ---
+
+/** A notification channel the command needs is not configured (no on-call webhook, no SET receivers or issuer). */
+export class NotifyNotConfiguredError extends UsageError {
+  override readonly code = 'ERR_NOTIFY_NOT_CONFIGURED';
+}
+/**
+ * SETs would be signed with a shared secret: any holder of that secret (here, the attacker too)
+ * could forge them, so they prove nothing to a receiver. A safety refusal, like a weak secret.
+ */
+export class SetKeyRefusedError extends RefusedError {
+  override readonly code = 'ERR_SET_KEY_SYMMETRIC';
+}
+/** Messages stayed undelivered after their retries and deadline: recorded as failed, and the step stops. */
+export class NotifySendFailedError extends JwtirError {
+  override readonly code = 'ERR_NOTIFY_SEND_FAILED';
+  override readonly exitCode = ExitCode.runFailed;
+}

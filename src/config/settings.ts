@@ -23,6 +23,21 @@ export interface Settings {
   kekFile: string | undefined;
   /** Who is acting, recorded in the audit trail. Default `$USER@hostname`. */
   actor: string;
+  /**
+   * Notification settings exactly as given (environment, else config file), checked only by the
+   * `notify` commands (src/notify/config.ts): a mistake there must not stop a guard or a logout.
+   */
+  notify: RawNotifySettings;
+}
+
+/** Untrusted notification settings; the on-call webhook URL is a secret and never a flag. */
+export interface RawNotifySettings {
+  /** JWTIR_ONCALL_WEBHOOK_URL / `oncallWebhookUrl`: Slack-compatible incoming webhook. */
+  oncallWebhookUrl: string | undefined;
+  /** JWTIR_SET_RECEIVERS (JSON) / `setReceivers`: `[{ "url", "audience" }]`, where SETs are pushed. */
+  setReceivers: { source: string; value: unknown } | undefined;
+  /** JWTIR_SET_ISSUER / `setIssuer`: the `iss` of the SETs jwtir signs, and of their `sub_id`. */
+  setIssuer: string | undefined;
 }
 
 /** Values given on the command line (commander's parsed options). */
@@ -43,6 +58,10 @@ const configFileSchema = z
     redisPrefix: z.string().min(1).optional(),
     kekFile: z.string().min(1).optional(),
     actor: z.string().min(1).optional(),
+    // Checked by the notify commands when used (see RawNotifySettings).
+    oncallWebhookUrl: z.string().optional(),
+    setReceivers: z.unknown().optional(),
+    setIssuer: z.string().optional(),
   })
   .strict();
 
@@ -77,6 +96,15 @@ export function resolveSettings(flags: SettingFlags = {}, env: NodeJS.ProcessEnv
     redisPrefix: pick(undefined, env.JWTIR_REDIS_PREFIX, file.redisPrefix) ?? (schema === 'jwtir' ? 'jwtir:' : `jwtir:${schema}:`),
     kekFile: pick(undefined, env.JWTIR_KEK_FILE, file.kekFile),
     actor: pick(undefined, env.JWTIR_ACTOR, file.actor) ?? defaultActor(),
+    notify: {
+      oncallWebhookUrl: pick(undefined, env.JWTIR_ONCALL_WEBHOOK_URL, file.oncallWebhookUrl),
+      setReceivers: nonEmpty(env.JWTIR_SET_RECEIVERS)
+        ? { source: 'JWTIR_SET_RECEIVERS', value: env.JWTIR_SET_RECEIVERS }
+        : file.setReceivers === undefined
+          ? undefined
+          : { source: 'setReceivers in the config file', value: file.setReceivers },
+      setIssuer: pick(undefined, env.JWTIR_SET_ISSUER, file.setIssuer),
+    },
   };
 }
 
