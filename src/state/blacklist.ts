@@ -77,16 +77,6 @@ export function valuesOf(items: BlacklistEntry[], kind: BlacklistKind): string[]
   return items.filter((e) => e.kind === kind).map((e) => e.value);
 }
 
-/** Subjects the state knows (a session in the ledger or a registered device); the others are unknown. */
-export async function unknownUsers(db: Queryable, subs: string[]): Promise<string[]> {
-  if (subs.length === 0) return [];
-  const rows = await db.query<{ sub: string }>(
-    `SELECT sub FROM sessions WHERE sub = ANY($1::text[]) UNION SELECT sub FROM devices WHERE sub = ANY($1::text[])`,
-    [subs],
-  );
-  const known = new Set(rows.map((r) => r.sub));
-  return subs.filter((s) => !known.has(s));
-}
 
 /** Entries that are not blacklisted now: no live revocation row, or no user watermark in force. */
 export async function notBlacklisted(db: Queryable, items: BlacklistEntry[]): Promise<BlacklistEntry[]> {

@@ -189,6 +189,18 @@ for (const c of backendCases('logout', ['postgres+redis', 'embedded'])) {
       });
     }
 
+    it('logout --notify tells exactly the logged-out users why, through the outbox; rollback withdraws it', async () => {
+      const outbox = () =>
+        withState(env, (b) => b.db.query<{ sub: string; kind: string; reason: string | null }>(`SELECT sub, kind, payload->>'reason' AS reason FROM notify_outbox ORDER BY sub`));
+      const before = await outbox();
+      const res = await runOk(['logout', '--role', 'admin', '--notify', '--reason', 'security incident: please sign in again', '--yes', '--json'], { env });
+      expect(res.json.steps.filter((s: { state: string }) => s.state === 'done').map((s: { step: string }) => s.step)).toEqual(['users', 'notify-users']);
+      expect((await outbox()).slice(before.length)).toEqual([{ sub: 'bob', kind: 'forced_logout', reason: 'security incident: please sign in again' }]);
+      await runOk(['runs', 'rollback', String(res.json.runId), '--yes', '--json'], { env });
+      expect(await outbox()).toEqual(before);
+      await observe((g) => expect(verdicts(g)).toEqual(expected(() => undefined)));
+    });
+
     it('a dry run changes nothing: no run, no audit row, no watermark, revocation or revoked refresh token', async () => {
       const counts = () =>
         withState(env, async (b) => {

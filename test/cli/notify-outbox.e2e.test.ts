@@ -167,7 +167,7 @@ for (const c of backendCases('notify_outbox', ['postgres+redis', 'embedded'])) {
         const users = (args: string[]) => runCli(['notify', 'users', '--kind', 'forced_logout', '--yes', '--json', ...args], { env });
 
         const unknown = expectFailure(await users(['--user', 'user-1', '--user', 'User-2', '--user', 'ghost']), ExitCode.usage, 'ERR_USER_UNKNOWN');
-        expect(unknown.message).toBe('unknown users "User-2", "ghost": the session ledger has no session for them');
+        expect(unknown.message).toBe('unknown users "User-2", "ghost": no session in the ledger and no device');
         expect(unknown.hint).toContain('case matters');
         const run = expectFailure(await users(['--from-run', '9999']), ExitCode.usage, 'ERR_RUN_UNKNOWN');
         expect(run.message).toBe('there is no run 9999');

@@ -1,7 +1,8 @@
 import { parseDuration } from '../../config/duration.js';
-import { EntryInvalidError, InvalidDurationError, NotBlacklistedError, UnknownUserError, UsageError } from '../../errors.js';
-import { countKinds, entrySet, KIND_NAMES, listBlacklist, MAX_VALUE_BYTES, notBlacklisted, unknownUsers, valueProblem, valuesOf, type BlacklistEntry, type BlacklistKind } from '../../state/blacklist.js';
+import { EntryInvalidError, InvalidDurationError, NotBlacklistedError, UsageError } from '../../errors.js';
+import { countKinds, entrySet, KIND_NAMES, listBlacklist, MAX_VALUE_BYTES, notBlacklisted, valueProblem, valuesOf, type BlacklistEntry, type BlacklistKind } from '../../state/blacklist.js';
 import { holdInputSet, saveInputSet, type InputSet } from '../../state/input-sets.js';
+import { assertKnownUsers } from '../../state/users.js';
 import type { CommandContext } from '../context.js';
 import { readFindingsFile } from '../findings.js';
 import { parseIntStrict } from '../parse.js';
@@ -43,12 +44,7 @@ export async function add(ctx: CommandContext, o: AddOptions): Promise<void> {
   const db = (await ctx.backends()).db;
   const users = valuesOf(set.items, 'user');
   if (!o.allowUnknown) {
-    const unknown = await unknownUsers(db, users);
-    if (unknown.length) {
-      throw new UnknownUserError(`${unknown.length === 1 ? 'user' : `${unknown.length} users`} unknown to the session ledger and the device registry: ${sample(unknown)}`, {
-        hint: 'check the spelling; a forged subject may be unknown: pass --allow-unknown to blacklist it anyway. Nothing was changed',
-      });
-    }
+    await assertKnownUsers(db, users, 'check the spelling; a forged subject may be unknown: pass --allow-unknown to blacklist it anyway. Nothing was changed');
   }
   const counts = countKinds(set.items);
   if (ttlMs !== null && counts.user > 0) {

@@ -1,4 +1,5 @@
-import { NoMatchError, UnknownUserError } from '../../errors.js';
+import { NoMatchError, UsageError } from '../../errors.js';
+import { assertKnownUsers } from '../../state/users.js';
 import { describeSelection } from '../../runbook/actions/logout.js';
 import { getKey } from '../../state/keys.js';
 import { countSelection, mechanismOf, namesUsersOnly, type Selection } from '../../state/selection.js';
@@ -12,7 +13,8 @@ import { runRunbook } from '../run-runbook.js';
  * nothing selected) → run runbooks/logout.yaml with the one mechanism that fits. Every check
  * happens before a run exists, so bad input changes nothing.
  */
-export async function logout(ctx: CommandContext, o: SelectorFlags & { dryRun?: boolean }): Promise<void> {
+export async function logout(ctx: CommandContext, o: SelectorFlags & { dryRun?: boolean; notify?: boolean; reason?: string }): Promise<void> {
+  if (o.reason !== undefined && !o.notify) throw new UsageError('--reason is what --notify tells the users: add --notify, or leave --reason out', { hint: 'nothing was changed' });
   const sel = parseSelection(o);
   const { db } = await ctx.backends();
   await assertSelectable(db, sel);
@@ -20,7 +22,7 @@ export async function logout(ctx: CommandContext, o: SelectorFlags & { dryRun?: 
   await runRunbook(
     ctx,
     'logout',
-    { ...sel, byKey: mechanism === 'key', byUser: mechanism === 'users', bySession: mechanism === 'sessions' },
+    { ...sel, byKey: mechanism === 'key', byUser: mechanism === 'users', bySession: mechanism === 'sessions', notify: o.notify === true, reason: o.reason },
     { dryRun: o.dryRun, confirmPlan: true },
   );
 }
@@ -39,20 +41,4 @@ async function assertSelectable(db: Queryable, sel: Selection): Promise<void> {
         : 'check the selectors against `jwtir sessions list --user <sub>`; nothing was changed',
     });
   }
-}
-
-/** Users are known by a session in the ledger or a device in the registry; a typo is neither. */
-export async function assertKnownUsers(db: Queryable, users: string[]): Promise<void> {
-  if (users.length === 0) return;
-  const rows = await db.query<{ sub: string }>(
-    `SELECT u AS sub FROM unnest($1::text[]) AS u
-     WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sub = u) AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.sub = u)`,
-    [users],
-  );
-  if (rows.length === 0) return;
-  const unknown = rows.map((r) => `"${r.sub}"`).join(', ');
-  throw new UnknownUserError(`unknown user${rows.length > 1 ? 's' : ''} ${unknown}: no session in the ledger and no device`, {
-    hint: 'check the spelling (subjects are case-sensitive); nothing was changed',
-    details: { unknown: rows.map((r) => r.sub) },
-  });
 }

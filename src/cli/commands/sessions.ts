@@ -2,7 +2,7 @@ import { UnknownSessionError } from '../../errors.js';
 import type { CommandContext } from '../context.js';
 import { table } from '../render.js';
 import { runRunbook } from '../run-runbook.js';
-import { assertKnownUsers } from './logout.js';
+import { assertKnownUsers } from '../../state/users.js';
 
 type Status = 'active' | 'revoked' | 'ended' | 'expired';
 

@@ -13,6 +13,7 @@ export function registerContainment(program: Command): void {
     'jwtir logout --issued-before 2026-12-04T06:00:00Z --yes',
     'jwtir logout --device "$FPH" --yes',
     'jwtir logout --suspicious --since 1h --json --yes',
+    "jwtir logout --role admin --notify --reason 'security incident: please sign in again' --yes",
   ])
     .optionsGroup('Selectors (at least one; all given must match):')
     .option('--user <sub>', 'this user (repeatable)', collect)
@@ -24,6 +25,8 @@ export function registerContainment(program: Command): void {
     .option('--suspicious', 'sessions the guards raised an alert on')
     .option('--since <duration>', 'with --suspicious: alerts this recent (default 24h)')
     .optionsGroup('Options:')
+    .option('--notify', "tell each logged-out user why: a forced_logout row in the outbox the service's mailer reads")
+    .option('--reason <text>', 'with --notify: the reason the users are told')
     .option('--dry-run', 'print the plan with its blast radius (sessions, users), change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .action(action(async () => (await import('../commands/logout.js')).logout));
