@@ -11,7 +11,7 @@
 // BENCH_MEMORY_JTIS (default 1,000,000), BENCH_GUARDS (propagation processes, default 8),
 // BENCH_ONLY (comma-separated sections: throughput, propagation, memory; default all three),
 // BENCH_ALGS (comma-separated throughput rows: HS256, RS256, ES256, EdDSA, HS256-compromised).
-import { spawn, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import {
   createHmac,
   createPrivateKey,
@@ -30,13 +30,9 @@ import { fileURLToPath } from 'node:url';
 import { createVerifier } from 'fast-jwt';
 import { Redis } from 'ioredis';
 import { importJWK, jwtVerify } from 'jose';
+import { deleteRedisPrefix, DIST, dropSchema, PG_URL, REDIS_URL, runCli } from './lib.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '..');
-const DIST = (p) => new URL(`../dist/${p}`, import.meta.url).href;
-
-const PG_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const COLD_SCALE = Number(process.env.BENCH_COLD_SCALE ?? 1);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 100);
 const MEMORY_JTIS = Number(process.env.BENCH_MEMORY_JTIS ?? 1_000_000);
@@ -116,59 +112,12 @@ function printMachine(env) {
   log('');
 }
 
-async function dropSchema(schema) {
-  try {
-    const { openPostgres } = await import(DIST('store/postgres.js'));
-    const db = await openPostgres(PG_URL, 'public', { max: 1 });
-    try {
-      await db.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    } finally {
-      await db.close();
-    }
-    return true;
-  } catch (error) {
-    process.stderr.write(`could not drop schema ${schema}: ${error?.message ?? error}\n`);
-    return false;
-  }
-}
 
-async function deleteRedisPrefix(prefix) {
-  const client = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
-  try {
-    let cursor = '0';
-    let deleted = 0;
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
-      if (keys.length) deleted += await client.unlink(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    return deleted;
-  } catch (error) {
-    process.stderr.write(`could not delete Redis keys under ${prefix}: ${error?.message ?? error}\n`);
-    return 0;
-  } finally {
-    client.disconnect();
-  }
-}
 
 // ───────────────────────────────────────────────────────────────────────────────────────────
 // State: keys through the CLI, the rest through the same library/store APIs the CLI uses
 // ───────────────────────────────────────────────────────────────────────────────────────────
 
-function runCli(args, env) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'jwtir'), ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-      cwd: ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`jwtir ${args.join(' ')} exited ${code}:\n${out}`))));
-  });
-}
 
 async function setUp(env, state) {
   const t0 = Date.now();
