@@ -6,6 +6,8 @@ import { beforeAll, expect, it } from '@jest/globals';
 import { runCli, runOk } from '../helpers/cli.js';
 import { backendCases, describeBackend, freshCase, type BackendCase } from '../helpers/services.js';
 import { legacyService, seedLedger, withState } from '../helpers/state.js';
+import { verifyAuditChain } from '../../src/state/audit.js';
+import { currentPolicy } from '../../src/state/policy.js';
 
 /**
  * Kills `jwtir rotate` with SIGKILL at every step's `before` and `after` failpoint, resumes the
@@ -92,9 +94,9 @@ interface FinalState {
 
 /** Everything a rotation changes, with generated kids and timestamps replaced by what they mean. */
 async function finalState(bc: BackendCase): Promise<FinalState> {
-  const status = await runOk(['status', '--json'], { env: bc.env });
-  const trail = await runOk(['audit', 'trail', '--json'], { env: bc.env });
   return withState(bc.env, async (b) => {
+    const policy = await currentPolicy(b.db);
+    const trail = await verifyAuditChain(b.db);
     const keyRows = await b.db.query<Record<string, unknown>>(
       `SELECT kid, alg, state, kidless, compromised, private_enc IS NOT NULL AS has_private, published_at IS NOT NULL AS published,
               (extract(epoch FROM verify_until - retired_at))::int AS grace_s
@@ -108,14 +110,14 @@ async function finalState(bc: BackendCase): Promise<FinalState> {
     const steps = await b.db.query<{ step: string; state: string }>(`SELECT s.step, s.state FROM run_steps s JOIN runs r ON r.id = s.run_id WHERE r.runbook = 'rotate' ORDER BY idx`);
     return {
       keys,
-      policyVersion: status.json.policy.version,
+      policyVersion: policy.version,
       watermarkRows: wm.length,
       watermarkSubjects: wm.map((w) => w.subject),
       hotKeys: snapshot.keys.map((k) => ({ role: role(k.kid), alg: k.alg, state: k.state, compromised: k.compromised, kidless: k.kidless, grace: k.verifyUntil && k.activatedAt ? 'set' : null })),
       hotWatermarkSubjects: [...snapshot.watermarks.user.keys()].sort(),
       // A resume adds its own `run.resume` row; every step's rows must appear exactly once, in order.
       audit: auditRows.map((r) => r.body).filter((b) => b.action !== 'run.resume').map((b) => `${b.action}|${b.step ?? ''}|${b.phase ?? ''}`),
-      auditIntact: trail.json.intact,
+      auditIntact: trail.intact,
       steps: steps.map((s) => `${s.step}:${s.state}`),
     };
   });

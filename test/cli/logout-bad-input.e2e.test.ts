@@ -44,7 +44,7 @@ for (const c of backendCases('logout_bad', ['embedded', 'postgres+redis'])) {
     it('an unknown user is named, with or without other selectors, in a dry run too', async () => {
       const alone = expectUsage(await logout('--user', 'nobody'), 'ERR_USER_UNKNOWN');
       expect(alone.message).toBe('unknown user "nobody": no session in the ledger and no device');
-      expect(alone.hint).toContain('case-sensitive');
+      expect(alone.hint).toContain('case matters');
       const two = expectUsage(await logout('--user', 'user-1', '--user', 'User-2', '--user', 'ghost', '--kid', 'legacy'), 'ERR_USER_UNKNOWN');
       expect(two.message).toBe('unknown users "User-2", "ghost": no session in the ledger and no device');
       expectUsage(await runCli(['logout', '--user', 'nobody', '--dry-run', '--json'], { env }), 'ERR_USER_UNKNOWN');

@@ -3,6 +3,7 @@ import { beforeAll, expect, it } from '@jest/globals';
 import { runCli, runOk } from '../helpers/cli.js';
 import { describeBackend, freshCase, type BackendCase } from '../helpers/services.js';
 import { legacyService, seedLedger, withState } from '../helpers/state.js';
+import { verifyAuditChain } from '../../src/state/audit.js';
 
 /**
  * Kills `jwtir tighten` (its tighten.yaml and cutover.yaml runs) with SIGKILL at every step's
@@ -78,8 +79,8 @@ interface FinalState {
 }
 
 async function finalState(bc: BackendCase, runbook: string): Promise<FinalState> {
-  const trail = await runOk(['audit', 'trail', '--json'], { env: bc.env });
   return withState(bc.env, async (b) => {
+    const trail = await verifyAuditChain(b.db);
     const versions = await b.db.query<{ version: number; step: string; doc: Record<string, any> }>('SELECT version, step, doc FROM policy_versions ORDER BY version');
     const snapshot = await b.hot.snapshot();
     const rows = await b.db.query<{ body: { action: string; step: string | null; phase: string | null; run: number | null } }>('SELECT body FROM audit ORDER BY seq');
@@ -90,7 +91,7 @@ async function finalState(bc: BackendCase, runbook: string): Promise<FinalState>
       hotPolicyVersion: snapshot.policy?.version,
       // A resume adds its own `run.resume` row; every step's rows must appear exactly once, in order.
       audit: rows.map((r) => r.body).filter((b) => b.action !== 'run.resume').map((b) => `${b.action}|${b.step ?? ''}|${b.phase ?? ''}`),
-      auditIntact: trail.json.intact,
+      auditIntact: trail.intact,
       steps: steps.map((s) => `${s.step}:${s.state}`),
     };
   });
