@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -26,11 +26,21 @@ export async function lockStateDir(dir: string, opts: { waitMs?: number; command
   const file = path.join(dir, 'lock');
   const deadline = Date.now() + (opts.waitMs ?? 3000);
   const me: Holder = { pid: process.pid, host: os.hostname(), command: opts.command ?? process.argv.slice(2).join(' '), since: new Date().toISOString() };
+  // The lock file appears with its content in one step (a hard link to a file written first): a
+  // second process never sees it empty, which it would take for a holder that died mid-write.
+  const mine = path.join(dir, `.lock.${process.pid}.${Math.random().toString(36).slice(2)}`);
+  writeFileSync(mine, JSON.stringify(me), { mode: 0o600 });
+  try {
+    return await acquire(file, mine, me, deadline, dir);
+  } finally {
+    rmSync(mine, { force: true });
+  }
+}
+
+async function acquire(file: string, mine: string, me: Holder, deadline: number, dir: string): Promise<DirLock> {
   for (;;) {
     try {
-      const fd = openSync(file, 'wx', 0o600);
-      writeSync(fd, JSON.stringify(me));
-      closeSync(fd);
+      linkSync(mine, file);
       let released = false;
       return {
         release() {
@@ -43,8 +53,9 @@ export async function lockStateDir(dir: string, opts: { waitMs?: number; command
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
     const holder = readHolder(file);
+    if (holder === 'gone') continue;
     if (!holder || (holder.host === me.host && !isAlive(holder.pid))) {
-      rmSync(file, { force: true });
+      breakStale(file, holder);
       continue;
     }
     if (Date.now() >= deadline) {
@@ -57,11 +68,44 @@ export async function lockStateDir(dir: string, opts: { waitMs?: number; command
   }
 }
 
-function readHolder(file: string): Holder | undefined {
+/**
+ * Removes a lock whose holder is dead, unless someone took it over meanwhile: two processes that
+ * both found the same dead holder must not both remove (one of them the other's fresh lock).
+ * The file is moved aside first, and put back if it is not the one found dead.
+ */
+function breakStale(file: string, seen: Holder | undefined): void {
+  const aside = `${file}.stale.${process.pid}`;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Holder;
+    renameSync(file, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  const moved = readHolder(aside);
+  const same = moved === undefined || moved === 'gone' || (seen !== undefined && moved.pid === seen.pid && moved.since === seen.since);
+  if (!same) {
+    try {
+      linkSync(aside, file);
+    } catch {
+      /* a third process holds it now; the one we moved will find its file gone on release, harmlessly */
+    }
+  }
+  rmSync(aside, { force: true });
+}
+
+/** The holder, 'gone' when the lock was released meanwhile, undefined when it is unreadable (stale). */
+function readHolder(file: string): Holder | 'gone' | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    throw error;
+  }
+  try {
+    return JSON.parse(text) as Holder;
   } catch {
-    // Half-written by a holder that died between create and write: treat as stale.
+    // Written by an older jwtir that created the file before writing it, and died in between.
     return undefined;
   }
 }
