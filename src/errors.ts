@@ -118,6 +118,12 @@ export class AbortedError extends JwtirError {
   override readonly exitCode = ExitCode.aborted;
 }
 
+/** The service's issuer did not take the new key: its command failed, or no guard saw a token signed with it in time. */
+export class IssuerHandoffError extends JwtirError {
+  override readonly code = 'ERR_ISSUER_HANDOFF';
+  override readonly exitCode = ExitCode.runFailed;
+}
+
 /** A step's health gate breached: the step was undone and the run stopped (resume retries it). */
 export class HealthGateBreachedError extends JwtirError {
   override readonly code = 'ERR_HEALTH_GATE_BREACHED';

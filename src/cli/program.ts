@@ -78,10 +78,21 @@ ${EXIT_CODES}`)
     .option('-y, --yes', 'do not ask (accepted everywhere for scripts; publish asks nothing)')
     .action(action(async () => (await import('./commands/keys.js')).publish));
 
+  cmd(keys, 'export', "write a key's signing material for the service's own issuer (0600 files, swapped in whole)", [
+    'jwtir keys export --kid legacy --to /etc/myapp/jwt      # <dir>/legacy/secret, <dir>/current -> legacy',
+    'jwtir keys export --kid es256-20261204-1a2b3c4d --to ./issuer-keys --yes',
+  ])
+    .requiredOption('--kid <kid>', 'the key to export')
+    .requiredOption('--to <dir>', 'the directory the issuer reads (created 0700; must not be writable by others)')
+    .option('--dry-run', 'print the plan only')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(action(async () => (await import('./commands/keys.js')).exportKey));
+
   cmd(program, 'rotate', 'rotate the signing key in stages (runbooks/rotate.yaml)', [
     'jwtir rotate --staged --compromised --dry-run',
     'jwtir rotate --staged --compromised --yes',
     'jwtir rotate --staged --alg RS256 --grace 2h --publish-wait 30s --privileged-roles admin,staff,support',
+    "jwtir rotate --staged --compromised --export-to /etc/myapp/jwt --activate-cmd 'systemctl restart myapp-auth' --yes",
   ])
     .option('--staged', 'rotate in stages: publish, wait, switch, retire (required)')
     .option('--from <kid>', 'key to rotate away from (default: the active key)')
@@ -90,6 +101,9 @@ ${EXIT_CODES}`)
     .option('--grace <duration>', 'how long the old key keeps verifying (default: longest token lifetime seen + clock tolerance)')
     .option('--publish-wait <duration>', 'wait between publishing and signing with the new key (default 10s)')
     .option('--privileged-roles <roles>', 'comma-separated roles whose old-key sessions end at once (default admin,staff)')
+    .option('--export-to <dir>', "hand the new key to the service's issuer: written to <dir>/<kid>/, <dir>/current switched after activation")
+    .option('--activate-cmd <command>', 'after activation, run this (sh -c) to make the issuer sign with the new key, then wait until a guard sees it')
+    .option('--activate-timeout <duration>', 'how long the command, and then the first new-key token at a guard, may take (default 10m)')
     .option('--dry-run', 'print the plan with its blast radius, change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .action(action(async () => (await import('./commands/rotate.js')).rotate));

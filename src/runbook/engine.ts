@@ -27,7 +27,7 @@ import { failpoint } from './failpoint.js';
 import { describeGate, gateBaseline, gateFields, gateSpec, judgeGate, type GateSpec, type GateVerdict, type TrafficCounts } from './gate.js';
 import { loadRunbook, type Runbook } from './load.js';
 import type { StepDoc } from './schema.js';
-import { render, type Scope } from './template.js';
+import { references, render, type Scope } from './template.js';
 
 export interface EngineEnv {
   backends: Backends;
@@ -262,8 +262,9 @@ async function stopRun(env: EngineEnv, run: RunRecord, stepId: string, error: un
 
 /**
  * Undoes a run by running the recorded undos in reverse, back to just after step `to` (or to
- * the beginning). An interrupted step is first completed (its action is idempotent) so its
- * effect is known and can be undone. Resumable: a rollback that crashes is run again.
+ * the beginning). An interrupted step is undone from its recorded inputs when its undo needs no
+ * more; otherwise it is first completed (its action is idempotent) so its outputs, and so its
+ * undo, are known. Resumable: a rollback that crashes is run again.
  */
 export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, opts: { to?: string } = {}): Promise<RunResult> {
   const { db } = env.backends;
@@ -286,10 +287,20 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
     let steps = await getSteps(db, runId);
     const interrupted = steps.find((s) => s.idx > keepThrough && (s.state === 'running' || s.state === 'failed'));
     if (interrupted) {
-      // Finishing it first makes its outputs, and so its undo, known.
-      const scope: Scope = { params: run.params, steps: Object.fromEntries(steps.filter((s) => s.outputs).map((s) => [s.step, { outputs: s.outputs }])) };
       const doc = expanded[interrupted.idx]!;
-      await runStep(env, run, doc, scope, { ...io, yes: true }, stepIds[interrupted.idx - 1], { skipGate: true });
+      const undo = doc.undo && 'action' in doc.undo ? doc.undo : null;
+      if (!ACTIONS.get(doc.action)!.mutates || !undo || interrupted.inputs === null) {
+        // It changes nothing, or never got as far as its effect: there is nothing to undo.
+        await markStep(db, runId, interrupted.step, 'rolled_back');
+      } else if (!references(undo.with).some((r) => r.startsWith('outputs.'))) {
+        // Its undo needs only its inputs (undos are idempotent and take a partial effect in their stride).
+        const record = { ...interrupted, undo: { action: undo.action, with: render(undo.with, { inputs: interrupted.inputs, outputs: {} }) as Record<string, unknown> } };
+        await undoStep(env, run, record, io, await attemptTag(db, runId, doc));
+      } else {
+        // Finishing it first makes its outputs, and so its undo, known.
+        const scope: Scope = { params: run.params, steps: Object.fromEntries(steps.filter((s) => s.outputs).map((s) => [s.step, { outputs: s.outputs }])) };
+        await runStep(env, run, doc, scope, { ...io, yes: true }, stepIds[interrupted.idx - 1], { skipGate: true });
+      }
       steps = await getSteps(db, runId);
     }
     for (const record of [...steps].reverse()) {

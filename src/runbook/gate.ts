@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { formatDuration } from '../config/duration.js';
 import type { CounterRow, HotStore } from '../store/hot/hot-store.js';
+import { runShell, type ShellResult } from './shell.js';
 
 /**
  * A health gate (DESIGN "Runbooks"): after a step's effect, watch for a while, then judge the
@@ -109,13 +109,6 @@ export async function gateBaseline(hot: HotStore, spec: GateSpec, startedAt: Dat
   return trafficCounts(await hot.readCounters(Math.floor(startedAt.getTime() / 60_000)), spec);
 }
 
-export interface CheckResult {
-  exitCode: number | null;
-  timedOut: boolean;
-  /** The last lines it printed (stdout and stderr), for the audit trail. */
-  output: string;
-}
-
 export interface GateVerdict {
   healthy: boolean;
   /** Why it breached (empty when healthy). */
@@ -127,7 +120,7 @@ export interface GateVerdict {
   traffic: TrafficRates;
   /** False when there was too little traffic to judge the rates. */
   ratesJudged: boolean;
-  check: CheckResult | null;
+  check: ShellResult | null;
 }
 
 export interface GateEnv {
@@ -158,42 +151,14 @@ export async function judgeGate(spec: GateSpec, env: GateEnv): Promise<GateVerdi
   if (ratesJudged && spec.minReloginRate !== null && traffic.reloginRate !== null && traffic.reloginRate < spec.minReloginRate) {
     breaches.push(`re-login rate ${pct(traffic.reloginRate)} < ${pct(spec.minReloginRate)} (${traffic.allowedOnOtherKeys} allowed on a new key, ${traffic.cutoverDenials} cut-over denials)`);
   }
-  let check: CheckResult | null = null;
+  let check: ShellResult | null = null;
   if (spec.checkCmd) {
     env.progress(`running the health check: ${spec.checkCmd}`);
-    check = await runCheck(spec.checkCmd, spec.checkTimeoutMs, env.checkEnv);
+    check = await runShell(spec.checkCmd, spec.checkTimeoutMs, env.checkEnv);
     if (check.timedOut) breaches.push(`the health check did not finish within ${formatDuration(spec.checkTimeoutMs)}`);
     else if (check.exitCode !== 0) breaches.push(`the health check exited ${check.exitCode}`);
   }
   return { healthy: breaches.length === 0, breaches, windowFrom: new Date(fromMinute * 60_000).toISOString(), baseline: env.baseline, judgedAt: new Date().toISOString(), traffic, ratesJudged, check };
-}
-
-/** Runs the service's own check with `sh -c`; exit 0 means healthy. Killed (whole group) at the deadline. */
-export function runCheck(command: string, timeoutMs: number, extraEnv: Record<string, string>): Promise<CheckResult> {
-  return new Promise((resolve) => {
-    const child = spawn('sh', ['-c', command], { env: { ...process.env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    let output = '';
-    const keep = (d: Buffer) => (output = (output + d.toString()).slice(-2000));
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
-    }, timeoutMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      resolve({ exitCode: null, timedOut: false, output: `could not run: ${error.message}` });
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ exitCode: code, timedOut, output: output.trim() });
-    });
-  });
 }
 
 /** A runbook's `gate:` block (wait, checkTimeout as durations) in the names of GateSpec; unset values dropped. */

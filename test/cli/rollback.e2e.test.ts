@@ -69,8 +69,11 @@ for (const c of backendCases('rollback', ['embedded', 'postgres+redis'])) {
       expect(stepStates(res)).toEqual([
         'generate:done',
         'publish:done',
+        'export:skipped',
         'publication-gate:rolled_back',
         'activate:rolled_back',
+        'hand-off:skipped',
+        'await-new-key:skipped',
         'end-privileged-sessions:rolled_back',
         'flag-compromised:rolled_back',
       ]);
@@ -110,8 +113,11 @@ for (const c of backendCases('rollback', ['embedded', 'postgres+redis'])) {
       expect(stepStates(res)).toEqual([
         'generate:rolled_back',
         'publish:rolled_back',
+        'export:skipped',
         'publication-gate:rolled_back',
         'activate:rolled_back',
+        'hand-off:skipped',
+        'await-new-key:skipped',
         'end-privileged-sessions:rolled_back',
         'flag-compromised:skipped',
       ]);
@@ -147,15 +153,18 @@ for (const c of backendCases('rollback', ['embedded', 'postgres+redis'])) {
       expect(after.json).toEqual(before.json);
     });
 
-    it('rolling back a run killed inside "activate" first completes that step, then undoes everything', async () => {
+    it('rolling back a run killed inside "activate" undoes that step from its recorded inputs (its undo needs no more), then everything before it', async () => {
       const runId = await killedRotate(env);
       const res = await runOk(['runs', 'rollback', String(runId), '--yes', '--json'], { env });
       expect(res.json.status).toBe('rolled_back');
       expect(stepStates(res)).toEqual([
         'generate:rolled_back',
         'publish:rolled_back',
+        'export:skipped',
         'publication-gate:rolled_back',
         'activate:rolled_back',
+        'hand-off:pending',
+        'await-new-key:pending',
         'end-privileged-sessions:pending',
         'flag-compromised:pending',
       ]);
@@ -163,13 +172,12 @@ for (const c of backendCases('rollback', ['embedded', 'postgres+redis'])) {
 
       const shown = await runOk(['runs', 'show', String(runId), '--json'], { env });
       const audit = (shown.json.audit as AuditBody[]).map((a) => `${a.step ?? '-'}:${a.action}:${a.phase}`);
-      // The interrupted step is recorded as done during the rollback, before its undo.
+      // The interrupted step is not redone: its undo follows the rollback, with no `done` row for it.
       const rollbackAt = audit.indexOf('-:run.rollback:rollback');
-      const doneAt = audit.indexOf('activate:key.activate:done');
       const undoAt = audit.indexOf('activate:key.reactivate:undo-intent');
       expect(rollbackAt).toBeGreaterThan(audit.indexOf('activate:key.activate:intent'));
-      expect(doneAt).toBeGreaterThan(rollbackAt);
-      expect(undoAt).toBeGreaterThan(doneAt);
+      expect(audit).not.toContain('activate:key.activate:done');
+      expect(undoAt).toBeGreaterThan(rollbackAt);
 
       const keys = await keysByKid(env);
       expect(keys.legacy).toMatchObject({ state: 'active', verifyUntil: null });

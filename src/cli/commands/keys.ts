@@ -1,7 +1,8 @@
 import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { seal } from '../../crypto/envelope.js';
-import { UsageError, WeakSecretError } from '../../errors.js';
+import { InvalidStateError, UsageError, WeakSecretError } from '../../errors.js';
+import { assertExportDir } from '../../keys/export-dir.js';
 import { assertAlg } from '../../runbook/actions/keys.js';
 import { describeKey, findKey, getKey, listKeys } from '../../state/keys.js';
 import type { CommandContext } from '../context.js';
@@ -136,4 +137,17 @@ function assertWritableTarget(file: string): void {
   } catch {
     throw new UsageError(`cannot write to ${dir}`, { hint: 'choose a directory that exists and that you can write to' });
   }
+}
+
+/**
+ * `jwtir keys export`: the key's signing material for the service's own issuer, in <dir>/<kid>/;
+ * <dir>/current points at it when it is the active key (a staged key is written but not made current).
+ */
+export async function exportKey(ctx: CommandContext, o: { kid: string; to: string; dryRun?: boolean }): Promise<void> {
+  assertExportDir(o.to);
+  const key = await getKey((await ctx.backends()).db, o.kid);
+  if (!key.privateEnc) throw new InvalidStateError(`key ${o.kid} is ${key.state}: its private material is gone, so it cannot be exported`);
+  const makeCurrent = key.state === 'active';
+  if (!makeCurrent) ctx.out.warn(`${o.kid} is ${key.state}, not the signing key: it is written to ${path.join(o.to, o.kid)}/ but ${path.join(o.to, 'current')} is left as it is`);
+  await runRunbook(ctx, 'keys-export', { kid: o.kid, dir: path.resolve(o.to), makeCurrent }, { dryRun: o.dryRun, confirmPlan: true });
 }

@@ -1,5 +1,7 @@
 import { formatDuration, parseDuration } from '../../config/duration.js';
+import path from 'node:path';
 import { InvalidStateError, UsageError } from '../../errors.js';
+import { assertExportDir } from '../../keys/export-dir.js';
 import { assertAlg } from '../../runbook/actions/keys.js';
 import { findActiveKey, getKey } from '../../state/keys.js';
 import { longestLifetimeMs } from '../../state/ledger.js';
@@ -15,6 +17,9 @@ export interface RotateOptions {
   grace?: string;
   publishWait?: string;
   privilegedRoles?: string;
+  exportTo?: string;
+  activateCmd?: string;
+  activateTimeout?: string;
   dryRun?: boolean;
 }
 
@@ -33,6 +38,11 @@ export async function rotate(ctx: CommandContext, o: RotateOptions): Promise<voi
   const grace = o.grace === undefined ? undefined : parseDuration(o.grace, '--grace');
   const publishWait = o.publishWait === undefined ? undefined : parseDuration(o.publishWait, '--publish-wait', 24 * 3600 * 1000);
   if (o.alg) assertAlg(o.alg);
+  const activateTimeout = o.activateTimeout === undefined ? undefined : parseDuration(o.activateTimeout, '--activate-timeout', 24 * 3600 * 1000);
+  if (activateTimeout !== undefined && !o.exportTo && !o.activateCmd) {
+    throw new UsageError('--activate-timeout is how long the hand-off to the issuer may take: add --export-to and/or --activate-cmd');
+  }
+  if (o.exportTo) assertExportDir(o.exportTo);
   const db = (await ctx.backends()).db;
   const from = o.from ? await getKey(db, o.from) : await findActiveKey(db);
   if (!from) {
@@ -52,6 +62,10 @@ export async function rotate(ctx: CommandContext, o: RotateOptions): Promise<voi
       publishWait,
       privilegedRoles: o.privilegedRoles,
       compromised: o.compromised === true,
+      exportTo: o.exportTo ? path.resolve(o.exportTo) : undefined,
+      activateCmd: o.activateCmd,
+      activateTimeout,
+      handOff: Boolean(o.exportTo || o.activateCmd),
     },
     { dryRun: o.dryRun, confirmPlan: true },
   );

@@ -58,7 +58,7 @@ export async function rollback(ctx: CommandContext, id: string, o: { to?: string
     const undo = steps
       .filter((s) => s.idx > keep && ['done', 'running', 'failed'].includes(s.state))
       .reverse()
-      .map((s) => ({ step: s.step, state: s.state, undo: s.undo ? `${s.undo.action} ${JSON.stringify(redact(s.undo.with))}` : s.state === 'done' ? 'nothing to undo' : 'completed first, then undone' }));
+      .map((s) => ({ step: s.step, state: s.state, undo: s.undo ? `${s.undo.action} ${JSON.stringify(redact(s.undo.with))}` : s.state === 'done' ? 'nothing to undo' : 'undone from its recorded inputs, or completed first when its undo needs its outputs' }));
     ctx.out.result({ dryRun: true, runId, undo }, () =>
       undo.length === 0 ? `nothing to undo in run ${runId}` : [`would undo, in this order (dry run: nothing was changed):`, ...undo.map((u) => `  ↶ ${u.step} (${u.state}): ${u.undo}`)].join('\n'),
     );

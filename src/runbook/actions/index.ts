@@ -15,6 +15,7 @@ import {
   keyUnflagCompromised,
   keyUnpublish,
 } from './keys.js';
+import { HANDOFF_ACTIONS } from './handoff.js';
 import { POLICY_ACTIONS } from './policy.js';
 import { revocationsLiftOwn, revocationsRestore } from './revocations.js';
 import { sessionsEndForRoles, watermarksClear } from './sessions.js';
@@ -40,6 +41,7 @@ export const ACTIONS: ReadonlyMap<string, Action> = new Map(
     jwksPublish,
     wait,
     ...POLICY_ACTIONS,
+    ...HANDOFF_ACTIONS,
     ...BLACKLIST_ACTIONS,
     ...NOTIFY_ACTIONS,
     ...LOGOUT_ACTIONS,
