@@ -4,6 +4,7 @@ import { bindKek, createKekFile, kekFilePath, loadKek, type Kek } from '../crypt
 import { ConfirmationRequiredError } from '../errors.js';
 import type { EngineEnv, EngineIO } from '../runbook/engine.js';
 import type { Backends } from '../store/open.js';
+import { noteRunInProgress } from './interrupt.js';
 import { Output } from './output.js';
 
 /** Options every command accepts (see options.ts). */
@@ -77,7 +78,10 @@ export class CommandContext {
       yes: this.yes,
       confirm: (message) => this.confirm(message),
       onEvent: (event) => {
-        if (event.type === 'run') this.out.info(this.out.color.bold(`run ${event.runId}: ${event.verb}`));
+        if (event.type === 'run') {
+          noteRunInProgress(event.runId, event.verb);
+          this.out.info(this.out.color.bold(`run ${event.runId}: ${event.verb}`));
+        }
         else if (event.type === 'progress') this.out.progress(`${event.step}: ${event.message}`, event.counts);
         else if (event.phase === 'start') this.out.progress(`${event.step}: ${event.description}`);
         else if (event.phase === 'done') this.out.succeed(`${event.step}`);

@@ -1,6 +1,7 @@
 import { CommanderError } from 'commander';
 import { maskUrlsIn } from '../config/mask.js';
 import { ExitCode, JwtirError } from '../errors.js';
+import { installInterruptHandlers } from './interrupt.js';
 import { buildProgram } from './program.js';
 
 /**
@@ -9,6 +10,8 @@ import { buildProgram } from './program.js';
  */
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
+  // The one place that ends the process early: a signal while a run is in progress.
+  installInterruptHandlers((text) => process.stderr.write(text), (code) => process.exit(code));
   try {
     await buildProgram().parseAsync(argv, { from: 'user' });
     return ExitCode.ok;

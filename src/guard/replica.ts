@@ -38,6 +38,11 @@ export class Replica {
   activeKid: string | undefined;
   policy: PolicyDoc = normalizePolicy(undefined);
   policyVersion = 0;
+  /**
+   * The highest cutover percentage of any key: users in cohorts below it are watched per user
+   * (who was turned back, who came back on another key) for the cutover's health gate. 0: none.
+   */
+  maxCutover = 0;
   watermarks: Record<WatermarkScope, BloomMap> = { user: new BloomMap(), kid: new BloomMap(), cohort: new BloomMap() };
   /** Cohort watermarks indexed by cohort (epoch seconds, 0 for none): for every key, and per key. */
   cohortMarks = { all: new Float64Array(100), byKid: new Map<string, Float64Array>() };
@@ -140,6 +145,7 @@ export class Replica {
   private setPolicy(policy: { version: number; doc: Record<string, unknown> } | null): void {
     this.policy = normalizePolicy(policy?.doc);
     this.policyVersion = policy?.version ?? 0;
+    this.maxCutover = Math.max(0, ...Object.values(this.policy.kids).map((k) => k.cutoverPercent ?? 0));
   }
 
   private applyDevices(entries: DeviceEntry[]): void {

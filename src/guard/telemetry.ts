@@ -17,6 +17,10 @@ const SEP = '\u0000';
 const MAX_SIGHTINGS = 100_000;
 /** Session ids per UPDATE when last-seen times are written. */
 const SIGHTING_BATCH = 10_000;
+/** Users remembered per flush for the cutover gate; beyond it they are dropped (the gate's counts are estimates). */
+const MAX_USER_MARKS = 200_000;
+/** Distinct alerts gathered between two flushes; a flood of the same forged token is one row with a count. */
+const MAX_ALERTS = 10_000;
 
 /**
  * Per-minute decision counts and alerts, gathered in memory on the request path and flushed in
@@ -29,7 +33,12 @@ export class Telemetry {
   private seen = new Set<string>();
   private counts = new Map<string, number>();
   private pending: CounterRow[] = [];
-  private alerts: Alert[] = [];
+  /** Alerts by what they name (kind, reason, user, session, token, key, device), with how often. */
+  private alerts = new Map<string, { alert: Alert; count: number }>();
+  private alertsDropped = 0;
+  /** For the cutover's health gate: users turned back (`cut`, by key) or allowed (`allow`) per cohort this flush. */
+  private userMarks = new Map<string, Set<string>>();
+  private userMarkCount = 0;
   /** Cumulative counts of earlier minutes, for Prometheus (which wants monotonic counters). */
   private totals = new Map<string, number>();
 
@@ -46,7 +55,29 @@ export class Telemetry {
   }
 
   alert(alert: Alert): void {
-    this.alerts.push(alert);
+    const key = [alert.kind, alert.reason, alert.sub, alert.sid, alert.jti, alert.kid, alert.fph].join(SEP);
+    const seen = this.alerts.get(key);
+    if (seen) seen.count++;
+    else if (this.alerts.size < MAX_ALERTS) this.alerts.set(key, { alert, count: 1 });
+    else this.alertsDropped++;
+  }
+
+  /**
+   * Records that user `sub` of `cohort` was turned back by the cutover of `kid` (`cut`), or was
+   * allowed on a key not cut over for that cohort (`allow`). Per user, not per request: one
+   * account replaying an old token counts once, so it cannot sway the cutover's gate.
+   */
+  userMark(kind: 'cut' | 'allow', kid: string, cohort: number, sub: string): void {
+    const key = `${kind}${SEP}${kind === 'cut' ? kid : ''}${SEP}${cohort}`;
+    let set = this.userMarks.get(key);
+    if (!set) {
+      if (this.userMarkCount >= MAX_USER_MARKS) return;
+      this.userMarks.set(key, (set = new Set()));
+    }
+    if (!set.has(sub) && this.userMarkCount < MAX_USER_MARKS) {
+      set.add(sub);
+      this.userMarkCount++;
+    }
   }
 
   /** A token of session `sid` was allowed this minute; call after count(), which keeps `minute` current. */
@@ -60,10 +91,18 @@ export class Telemetry {
   async flush(): Promise<void> {
     this.rollover(this.minute);
     const rows = this.pending;
-    const alerts = this.alerts;
+    const alerts = [...this.alerts.values()];
+    const dropped = this.alertsDropped;
+    const marks = [...this.userMarks].map(([key, subs]) => {
+      const [kind, kid, cohort] = key.split(SEP) as ['cut' | 'allow', string, string];
+      return { minute: this.minute, kind, kid, cohort: Number(cohort), subs: [...subs] };
+    });
     const seen = [...this.seen];
     this.pending = [];
-    this.alerts = [];
+    this.alerts = new Map();
+    this.alertsDropped = 0;
+    this.userMarks = new Map();
+    this.userMarkCount = 0;
     this.seen = new Set();
     try {
       if (rows.length) await this.hot.addCounters(rows);
@@ -71,19 +110,20 @@ export class Telemetry {
       this.pending.push(...rows);
       throw error;
     }
+    if (marks.length) await this.hot.addUserMarks(marks);
     if (alerts.length) {
       await this.db.query(
         `INSERT INTO alerts (at, kind, sub, sid, jti, kid, fph, detail)
          SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])`,
         [
-          alerts.map((a) => new Date(a.at).toISOString()),
-          alerts.map((a) => a.kind),
-          alerts.map((a) => a.sub ?? null),
-          alerts.map((a) => a.sid ?? null),
-          alerts.map((a) => a.jti ?? null),
-          alerts.map((a) => a.kid ?? null),
-          alerts.map((a) => a.fph ?? null),
-          alerts.map((a) => JSON.stringify({ reason: a.reason })),
+          alerts.map(({ alert: a }) => new Date(a.at).toISOString()),
+          alerts.map(({ alert: a }) => a.kind),
+          alerts.map(({ alert: a }) => a.sub ?? null),
+          alerts.map(({ alert: a }) => a.sid ?? null),
+          alerts.map(({ alert: a }) => a.jti ?? null),
+          alerts.map(({ alert: a }) => a.kid ?? null),
+          alerts.map(({ alert: a }) => a.fph ?? null),
+          alerts.map(({ alert: a, count }, i) => JSON.stringify({ reason: a.reason, count, ...(i === 0 && dropped ? { droppedAlerts: dropped } : {}) })),
         ],
       );
     }

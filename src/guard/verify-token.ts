@@ -38,6 +38,8 @@ export interface VerifiedToken {
   passedCritical: boolean;
   /** The epoch minute this token's session was last recorded as seen (see Telemetry.sighting); -1 before. */
   seenMinute: number;
+  /** The epoch minute its user was last marked for a cutover's gate (see Telemetry.userMark); -1 before. */
+  markedMinute: number;
 }
 
 export type Rejection = { reason: Reason; kid?: string };
@@ -125,6 +127,7 @@ export function claimsOf(prepared: PreparedToken): VerifiedToken | Rejection {
     passedFingerprint: undefined,
     passedCritical: false,
     seenMinute: -1,
+    markedMinute: -1,
   } as VerifiedToken;
 }
 

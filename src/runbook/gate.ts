@@ -17,8 +17,10 @@ export const gateSpec = z
     cohortsBelow: z.coerce.number().int().min(1).max(100).nullable().default(null),
     maxDenialRate: z.number().min(0).max(1).nullable().default(null),
     minReloginRate: z.number().min(0).max(1).nullable().default(null),
-    /** Fewer decisions than this in the window: too little traffic to judge the rates (the check still runs). */
+    /** Fewer decisions than this in the window: too little traffic to judge the denial rate (the check still runs). */
     minRequests: z.number().int().nonnegative().default(0),
+    /** Fewer users turned back than this: too few to judge the re-login rate. */
+    minUsers: z.number().int().nonnegative().default(0),
     checkCmd: z.string().min(1).nullable().default(null),
     checkTimeoutMs: z.number().int().positive().default(60_000),
   })
@@ -26,9 +28,9 @@ export const gateSpec = z
 export type GateSpec = z.infer<typeof gateSpec>;
 
 /**
- * Denials that are the attacker's, or what an operator ordered (revocations, max age, rate
- * limits), not harm the stage does to legitimate users: counting them would let a flood of forged
- * tokens, or an earlier tightening, roll the cutover back.
+ * Denials that are no harm done by the stage: an attack (forgeries, stolen tokens), an order
+ * (revocations, max age, rate limits, a retired key), or a fault of the token itself that any
+ * user can produce at will (an expired token replayed, a fingerprint left out).
  */
 const NOT_COLLATERAL = new Set([
   'too_old',
@@ -38,6 +40,8 @@ const NOT_COLLATERAL = new Set([
   'forged_after_retirement',
   'forged_unknown_device',
   'fingerprint_mismatch',
+  'fingerprint_missing',
+  'expired',
   'revoked_jti',
   'revoked_session',
   'revoked_device',
@@ -48,57 +52,46 @@ const NOT_COLLATERAL = new Set([
 
 /** Sums over counter rows; a difference of two readings is the traffic between them. */
 export interface TrafficCounts {
-  /** Decisions in the judged cohorts, minus the attack and operator-ordered denials. */
+  /** Decisions on tokens of the other keys (the new one) in the judged cohorts, harmless denials left out. */
   decisions: number;
+  /** Of those, denials: a new issuer whose tokens the guards refuse (audience, lifetime, clock…). */
   denials: number;
-  /** Of those, key_cutover denials of the gate's key (expected right after a stage). */
+  /** Requests turned back by the cutover (for the record; the gate judges users, below). */
   cutoverDenials: number;
-  /** Requests of those users already allowed on another key (they logged in again). */
-  allowedOnOtherKeys: number;
 }
 
 export interface TrafficRates extends TrafficCounts {
   denialRate: number | null;
-  reloginRate: number | null;
 }
 
 /**
- * The denial rate and the re-login rate in the cut-over cohorts, from counter rows.
- * - denialRate = denials / decisions (attack and revocation denials excluded from both);
- * - reloginRate = allowed on another key / (that + key_cutover denials of the gate's key): the
- *   share of the cut-over users' requests that already carry a token of the new key.
+ * The denial rate of the cut-over cohorts: denials / decisions over tokens of keys other than the
+ * one being cut over. Tokens of the leaked key are left out (anyone can mint them, with any
+ * claims), and so are denials that are no harm done by the stage (NOT_COLLATERAL).
  */
 export function trafficRates(rows: CounterRow[], spec: Pick<GateSpec, 'kid' | 'cohortsBelow'>, baseline?: TrafficCounts): TrafficRates {
   const counts = trafficCounts(rows, spec);
   const decisions = counts.decisions - (baseline?.decisions ?? 0);
   const denials = counts.denials - (baseline?.denials ?? 0);
   const cutoverDenials = counts.cutoverDenials - (baseline?.cutoverDenials ?? 0);
-  const allowedOnOtherKeys = counts.allowedOnOtherKeys - (baseline?.allowedOnOtherKeys ?? 0);
-  const relogin = allowedOnOtherKeys + cutoverDenials;
-  return {
-    decisions,
-    denials,
-    cutoverDenials,
-    allowedOnOtherKeys,
-    denialRate: decisions > 0 ? denials / decisions : null,
-    reloginRate: spec.kid !== null && relogin > 0 ? allowedOnOtherKeys / relogin : null,
-  };
+  return { decisions, denials, cutoverDenials, denialRate: decisions > 0 ? denials / decisions : null };
 }
 
 export function trafficCounts(rows: CounterRow[], spec: Pick<GateSpec, 'kid' | 'cohortsBelow'>): TrafficCounts {
   let decisions = 0;
   let denials = 0;
   let cutoverDenials = 0;
-  let allowedOnOtherKeys = 0;
   for (const r of rows) {
     if (r.cohort < 0 || (spec.cohortsBelow !== null && r.cohort >= spec.cohortsBelow)) continue;
+    if (r.kid === spec.kid) {
+      if (r.decision === 'deny' && r.reason === 'key_cutover') cutoverDenials += r.n;
+      continue;
+    }
     if (r.decision === 'deny' && NOT_COLLATERAL.has(r.reason)) continue;
     decisions += r.n;
     if (r.decision === 'deny') denials += r.n;
-    if (r.decision === 'deny' && r.reason === 'key_cutover' && r.kid === spec.kid) cutoverDenials += r.n;
-    if (r.decision === 'allow' && r.kid !== spec.kid) allowedOnOtherKeys += r.n;
   }
-  return { decisions, denials, cutoverDenials, allowedOnOtherKeys };
+  return { decisions, denials, cutoverDenials };
 }
 
 /**
@@ -107,6 +100,13 @@ export function trafficCounts(rows: CounterRow[], spec: Pick<GateSpec, 'kid' | '
  */
 export async function gateBaseline(hot: HotStore, spec: GateSpec, startedAt: Date): Promise<TrafficCounts> {
   return trafficCounts(await hot.readCounters(Math.floor(startedAt.getTime() / 60_000)), spec);
+}
+
+/** The re-login rate, by users: of the users the cutover turned back, the share who got in again on another key. */
+export interface Relogin {
+  cutUsers: number;
+  returnedUsers: number;
+  rate: number | null;
 }
 
 export interface GateVerdict {
@@ -118,8 +118,10 @@ export interface GateVerdict {
   baseline: TrafficCounts | null;
   judgedAt: string;
   traffic: TrafficRates;
-  /** False when there was too little traffic to judge the rates. */
+  relogin: Relogin;
+  /** False when there were too few decisions (denial rate) or turned-back users (re-login rate) to judge. */
   ratesJudged: boolean;
+  reloginJudged: boolean;
   check: ShellResult | null;
 }
 
@@ -140,25 +142,30 @@ export async function judgeGate(spec: GateSpec, env: GateEnv): Promise<GateVerdi
   if (until > Date.now()) env.progress(`watching for ${formatDuration(until - Date.now())} before judging the health gate`);
   for (let rest = until - Date.now(); rest > 0; rest = until - Date.now()) await sleep(Math.min(rest, 60_000));
 
-  const fromMinute = Math.floor(env.startedAt.getTime() / 60_000);
-  const traffic = trafficRates(await env.hot.readCounters(fromMinute), spec, env.baseline ?? undefined);
-  const ratesJudged = traffic.decisions >= spec.minRequests && traffic.decisions > 0;
-  const breaches: string[] = [];
-  const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
-  if (ratesJudged && spec.maxDenialRate !== null && traffic.denialRate !== null && traffic.denialRate > spec.maxDenialRate) {
-    breaches.push(`denial rate ${pct(traffic.denialRate)} > ${pct(spec.maxDenialRate)} (${traffic.denials} of ${traffic.decisions} decisions)`);
-  }
-  if (ratesJudged && spec.minReloginRate !== null && traffic.reloginRate !== null && traffic.reloginRate < spec.minReloginRate) {
-    breaches.push(`re-login rate ${pct(traffic.reloginRate)} < ${pct(spec.minReloginRate)} (${traffic.allowedOnOtherKeys} allowed on a new key, ${traffic.cutoverDenials} cut-over denials)`);
-  }
+  // The service's check first, then the counters: they then cover the whole time the check took too.
+  const checkBreaches: string[] = [];
   let check: ShellResult | null = null;
   if (spec.checkCmd) {
     env.progress(`running the health check: ${spec.checkCmd}`);
     check = await runShell(spec.checkCmd, spec.checkTimeoutMs, env.checkEnv);
-    if (check.timedOut) breaches.push(`the health check did not finish within ${formatDuration(spec.checkTimeoutMs)}`);
-    else if (check.exitCode !== 0) breaches.push(`the health check exited ${check.exitCode}`);
+    if (check.timedOut) checkBreaches.push(`the health check did not finish within ${formatDuration(spec.checkTimeoutMs)}`);
+    else if (check.exitCode !== 0) checkBreaches.push(`the health check exited ${check.exitCode}`);
   }
-  return { healthy: breaches.length === 0, breaches, windowFrom: new Date(fromMinute * 60_000).toISOString(), baseline: env.baseline, judgedAt: new Date().toISOString(), traffic, ratesJudged, check };
+  const fromMinute = Math.floor(env.startedAt.getTime() / 60_000);
+  const traffic = trafficRates(await env.hot.readCounters(fromMinute), spec, env.baseline ?? undefined);
+  const users = spec.kid ? await env.hot.returningUsers({ fromMinute, kid: spec.kid, cohortsBelow: spec.cohortsBelow ?? 100 }) : { cut: 0, back: 0 };
+  const relogin: Relogin = { cutUsers: users.cut, returnedUsers: users.back, rate: users.cut > 0 ? users.back / users.cut : null };
+  const ratesJudged = traffic.decisions >= spec.minRequests && traffic.decisions > 0;
+  const reloginJudged = relogin.cutUsers >= spec.minUsers && relogin.cutUsers > 0;
+  const breaches: string[] = [...checkBreaches];
+  const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
+  if (ratesJudged && spec.maxDenialRate !== null && traffic.denialRate !== null && traffic.denialRate > spec.maxDenialRate) {
+    breaches.push(`denial rate ${pct(traffic.denialRate)} > ${pct(spec.maxDenialRate)} (${traffic.denials} of ${traffic.decisions} decisions on other keys' tokens)`);
+  }
+  if (reloginJudged && spec.minReloginRate !== null && relogin.rate !== null && relogin.rate < spec.minReloginRate) {
+    breaches.push(`re-login rate ${pct(relogin.rate)} < ${pct(spec.minReloginRate)} (${relogin.returnedUsers} of ${relogin.cutUsers} users turned back got in again on another key)`);
+  }
+  return { healthy: breaches.length === 0, breaches, windowFrom: new Date(fromMinute * 60_000).toISOString(), baseline: env.baseline, judgedAt: new Date().toISOString(), traffic, relogin, ratesJudged, reloginJudged, check };
 }
 
 /** A runbook's `gate:` block (wait, checkTimeout as durations) in the names of GateSpec; unset values dropped. */

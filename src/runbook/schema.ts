@@ -29,8 +29,10 @@ const gateSchema = z
     maxDenialRate: z.unknown().optional(),
     /** Lowest share of those users' requests already on another key, 0..1. */
     minReloginRate: z.unknown().optional(),
-    /** Fewer decisions than this in the window: too little traffic to judge the rates. */
+    /** Fewer decisions than this in the window: too little traffic to judge the denial rate. */
     minRequests: z.unknown().optional(),
+    /** Fewer users turned back than this: too few to judge the re-login rate. */
+    minUsers: z.unknown().optional(),
     /** The service's own business check, run with sh -c; exit 0 means healthy. */
     checkCmd: z.unknown().optional(),
     checkTimeout: z.unknown().optional(),

@@ -1,6 +1,19 @@
 import { LockId, withXactLock, type Db, type Queryable } from '../store/db.js';
 import type { HotStore } from '../store/hot/hot-store.js';
 
+/**
+ * What a runbook step's policy write set, field by field (kid fields for `kid`), and what those
+ * fields held before: the history an undo recomputes a field from.
+ */
+export interface PolicyPatch {
+  kid: string | null;
+  set: Record<string, unknown>;
+  before: Record<string, unknown>;
+}
+
+/** A new document, or (from a runbook step) one with the patch it applied. */
+export type PolicyChange = PolicyDoc | { doc: PolicyDoc; patch: PolicyPatch | null };
+
 /** Tightening for tokens of one key (usually the compromised one). */
 export interface KidPolicy {
   /** Maximum token age (now - iat), in seconds. */
@@ -64,19 +77,23 @@ export async function currentPolicy(db: Queryable): Promise<{ version: number; d
 export async function changePolicy(
   db: Db,
   hot: HotStore,
-  change: (doc: PolicyDoc) => PolicyDoc,
+  /** Given the current document (and the transaction, to read history under the lock), the new one and what it patched. */
+  change: (doc: PolicyDoc, tx: Queryable) => PolicyChange | Promise<PolicyChange>,
   origin: { actor: string; runId?: number | null; step?: string | null },
 ): Promise<{ version: number; doc: PolicyDoc }> {
   const written = await withXactLock(db, LockId.policyWrite, async (tx) => {
     const current = await currentPolicy(tx);
-    const doc = normalizePolicy(change(structuredClone(current.doc)));
+    const changed = await change(structuredClone(current.doc), tx);
+    const { doc: next, patch } = 'patch' in changed ? changed : { doc: changed, patch: null };
+    const doc = normalizePolicy(next);
     const version = current.version + 1;
-    await tx.query('INSERT INTO policy_versions (version, doc, created_by, run_id, step) VALUES ($1, $2, $3, $4, $5)', [
+    await tx.query('INSERT INTO policy_versions (version, doc, created_by, run_id, step, patch) VALUES ($1, $2, $3, $4, $5, $6)', [
       version,
       JSON.stringify(doc),
       origin.actor,
       origin.runId ?? null,
       origin.step ?? null,
+      patch ? JSON.stringify(patch) : null,
     ]);
     return { version, doc };
   });
@@ -106,4 +123,26 @@ export async function lastPolicyWrite(db: Queryable, runId: number, steps: strin
   if (!row) return undefined;
   const [prev] = await db.query<{ doc: PolicyDoc }>('SELECT doc FROM policy_versions WHERE version < $1 ORDER BY version DESC LIMIT 1', [row.version]);
   return { step: row.step, version: row.version, doc: normalizePolicy(row.doc), before: normalizePolicy(prev?.doc) };
+}
+
+/**
+ * A field's value once the writes of undone steps are left out: the value of the latest step
+ * write that set it and is not undone, else what it held before the first step that set it.
+ * Undoing runs in any order then ends where no run had changed it.
+ */
+export async function effectiveField(tx: Queryable, kid: string | null, field: string): Promise<{ found: boolean; value: unknown }> {
+  const rows = await tx.query<{ patch: PolicyPatch; undone: boolean }>(
+    `SELECT patch, undone_at IS NOT NULL AS undone FROM policy_versions
+     WHERE patch IS NOT NULL AND patch->'kid' = $1::jsonb AND patch->'set' ? $2 ORDER BY version`,
+    [JSON.stringify(kid), field],
+  );
+  const live = rows.filter((r) => !r.undone).at(-1);
+  if (live) return { found: true, value: live.patch.set[field] };
+  if (rows[0]) return { found: true, value: rows[0].patch.before[field] };
+  return { found: false, value: undefined };
+}
+
+/** Marks a step's policy writes as undone (they no longer count in effectiveField). */
+export async function markPolicyUndone(tx: Queryable, runId: number, step: string): Promise<void> {
+  await tx.query('UPDATE policy_versions SET undone_at = coalesce(undone_at, now()) WHERE run_id = $1 AND step = $2', [runId, step]);
 }

@@ -39,6 +39,7 @@ export async function rotate(ctx: CommandContext, o: RotateOptions): Promise<voi
   const publishWait = o.publishWait === undefined ? undefined : parseDuration(o.publishWait, '--publish-wait', 24 * 3600 * 1000);
   if (o.alg) assertAlg(o.alg);
   const activateTimeout = o.activateTimeout === undefined ? undefined : parseDuration(o.activateTimeout, '--activate-timeout', 24 * 3600 * 1000);
+  if (activateTimeout !== undefined && activateTimeout < 1000) throw new UsageError(`--activate-timeout "${o.activateTimeout}" is shorter than a second`);
   if (activateTimeout !== undefined && !o.exportTo && !o.activateCmd) {
     throw new UsageError('--activate-timeout is how long the hand-off to the issuer may take: add --export-to and/or --activate-cmd');
   }

@@ -3,6 +3,7 @@ import { InvalidStateError, UsageError } from '../../errors.js';
 import type { RunResult } from '../../runbook/engine.js';
 import type { Plan } from '../../runbook/plan.js';
 import { listKeys, type KeyRecord } from '../../state/keys.js';
+import { currentPolicy } from '../../state/policy.js';
 import type { CommandContext } from '../context.js';
 import { renderPlan, renderRunResult } from '../render.js';
 import { runRunbook } from '../run-runbook.js';
@@ -20,6 +21,7 @@ export interface TightenOptions {
   maxDenialRate?: string;
   minReloginRate?: string;
   minRequests?: string;
+  minUsers?: string;
   dryRun?: boolean;
 }
 
@@ -39,6 +41,17 @@ export async function tighten(ctx: CommandContext, o: TightenOptions): Promise<v
   const request = parseRequest(o);
   const db = (await ctx.backends()).db;
   const kid = request.needsKid ? chooseKid(await listKeys(db), o.kid, request.cutover !== undefined) : null;
+  // With a cutover in progress its lock is the thing to report (starting the run says so, with the run to resume).
+  const cutoverRunning = request.cutover ? (await db.query(`SELECT 1 FROM run_locks WHERE name = 'cutover'`)).length > 0 : false;
+  if (request.cutover && kid && !cutoverRunning) {
+    const now = (await currentPolicy(db)).doc.kids[kid]?.cutoverPercent ?? 0;
+    const first = Number((request.cutover.schedule as string[])[0]);
+    if (first <= now) {
+      throw new UsageError(`${kid} is already switched off for ${now} % of users: a schedule starting at ${first} % would switch it back on for some of them`, {
+        hint: now >= 100 ? 'there is nothing left to cut over' : `start the schedule above ${now} %, for example --cutover ${[...new Set([Math.min(100, now + 10), 100])].join('%,')}%`,
+      });
+    }
+  }
   const results: Array<RunResult | Plan> = [];
   if (request.policy) results.push(await runRunbook(ctx, 'tighten', { ...request.policy, kid }, { dryRun: o.dryRun, confirmPlan: true, print: false }));
   if (request.cutover) results.push(await runRunbook(ctx, 'cutover', { ...request.cutover, kid }, { dryRun: o.dryRun, confirmPlan: true, print: false }));
@@ -87,12 +100,18 @@ function parseRequest(o: TightenOptions): TightenRequest {
       maxDenialRate: attempt(() => parseShare(o.maxDenialRate, '--max-denial-rate')),
       minReloginRate: attempt(() => parseShare(o.minReloginRate, '--min-relogin-rate')),
       minRequests: o.minRequests,
+      minUsers: o.minUsers,
     };
     attempt(() => parseDuration(cutover!.every as string, '--every'));
-    if (o.checkTimeout !== undefined) attempt(() => parseDuration(o.checkTimeout!, '--check-timeout'));
-    if (o.minRequests !== undefined && !/^\d+$/.test(o.minRequests)) problems.push(`--min-requests must be a whole number, got "${o.minRequests}"`);
+    if (o.checkTimeout !== undefined) {
+      const ms = attempt(() => parseDuration(o.checkTimeout!, '--check-timeout'));
+      if (ms !== undefined && ms < 1000) problems.push(`--check-timeout "${o.checkTimeout}" is shorter than a second: every check would time out`);
+    }
+    for (const [flag, value] of [['--min-requests', o.minRequests], ['--min-users', o.minUsers]] as const) {
+      if (value !== undefined && !/^\d+$/.test(value)) problems.push(`${flag} must be a whole number, got "${value}"`);
+    }
   } else {
-    for (const [flag, value] of [['--every', o.every], ['--check-cmd', o.checkCmd], ['--check-timeout', o.checkTimeout], ['--max-denial-rate', o.maxDenialRate], ['--min-relogin-rate', o.minReloginRate], ['--min-requests', o.minRequests]] as const) {
+    for (const [flag, value] of [['--every', o.every], ['--check-cmd', o.checkCmd], ['--check-timeout', o.checkTimeout], ['--max-denial-rate', o.maxDenialRate], ['--min-relogin-rate', o.minReloginRate], ['--min-requests', o.minRequests], ['--min-users', o.minUsers]] as const) {
       if (value !== undefined) problems.push(`${flag} belongs to a cutover: add --cutover <schedule>`);
     }
   }

@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { formatDuration } from '../../config/duration.js';
-import { changePolicy, lastPolicyWrite, publishCurrentPolicy, type PolicyDoc } from '../../state/policy.js';
+import { changePolicy, effectiveField, lastPolicyWrite, markPolicyUndone, publishCurrentPolicy, type PolicyDoc } from '../../state/policy.js';
 import type { Backends } from '../../store/open.js';
+import { InvalidStateError } from '../../errors.js';
 import { defineAction, type ActionContext, type BlastRadius } from './action.js';
 
 /**
@@ -64,9 +65,16 @@ function write(doc: PolicyDoc, kid: string | null, changes: Changes): PolicyDoc 
 export function describeChanges(kid: string | null, changes: Changes): string {
   const parts: string[] = [];
   const on = kid ? ` for ${kid} tokens` : '';
-  if ('maxAgeSec' in changes) parts.push(changes.maxAgeSec ? `max token age ${formatDuration(changes.maxAgeSec * 1000)}${on}` : `no max token age${on}`);
-  if ('rateLimit' in changes) parts.push(changes.rateLimit ? `at most ${changes.rateLimit.ops} operations per token per ${formatDuration(changes.rateLimit.windowSec * 1000)}${on}` : `no rate limit${on}`);
-  if ('cutoverPercent' in changes) parts.push(`${kid} switched off for ${changes.cutoverPercent ?? 0} % of users (cohorts 0..${(changes.cutoverPercent ?? 0) - 1})`);
+  const given = (x: unknown): x is number => typeof x === 'number' && x > 0;
+  if ('maxAgeSec' in changes) parts.push(given(changes.maxAgeSec) ? `max token age ${formatDuration(changes.maxAgeSec * 1000)}${on}` : `no max token age${on}`);
+  if ('rateLimit' in changes) {
+    const r = changes.rateLimit;
+    parts.push(r && given(r.ops) && given(r.windowSec) ? `at most ${r.ops} operations per token per ${formatDuration(r.windowSec * 1000)}${on}` : `no rate limit${on}`);
+  }
+  if ('cutoverPercent' in changes) {
+    const p = Number(changes.cutoverPercent);
+    parts.push(given(p) ? `${kid} switched off for ${p} % of users (cohorts below ${p})` : `${kid} verifies for every user again`);
+  }
   if ('stepUpNewDevice' in changes) parts.push(`step-up for new devices ${changes.stepUpNewDevice ? 'on' : 'off'}`);
   if ('stepUpBadReputation' in changes) parts.push(`step-up for bad-reputation devices ${changes.stepUpBadReputation ? 'on' : 'off'}`);
   if ('blockCriticalDirtyDevice' in changes) parts.push(`critical operations from dirty devices ${changes.blockCriticalDirtyDevice ? 'held' : 'allowed'}`);
@@ -76,11 +84,17 @@ export function describeChanges(kid: string | null, changes: Changes): string {
 /**
  * One new policy version per step, written once: a resumed step finds the version it wrote
  * (unless its undo came after it, as when a health gate undid a stage that is now retried).
+ * The version records the step's patch (what it set, and what those fields held before).
  */
-async function setOnce(ctx: ActionContext, i: Input, tag: string, undoTag: string): Promise<{ version: number; previous: Changes }> {
+async function setOnce(
+  ctx: ActionContext,
+  i: Input,
+  /** Checks the current document under the policy write lock before anything is written. */
+  check: (doc: PolicyDoc) => void = () => {},
+): Promise<{ version: number; previous: Changes }> {
   const { db, hot } = ctx.backends;
-  const last = await lastPolicyWrite(db, ctx.runId, [tag, undoTag]);
-  if (last?.step === tag) {
+  const last = await lastPolicyWrite(db, ctx.runId, [ctx.step, `undo:${ctx.step}`]);
+  if (last?.step === ctx.step) {
     // The version may be written but not yet pushed (a crash in between): push the latest again.
     await publishCurrentPolicy(db, hot);
     return { version: last.version, previous: read(last.before, i.kid, i.changes) };
@@ -90,10 +104,11 @@ async function setOnce(ctx: ActionContext, i: Input, tag: string, undoTag: strin
     db,
     hot,
     (doc) => {
+      check(doc);
       previous = read(doc, i.kid, i.changes);
-      return write(doc, i.kid, i.changes);
+      return { doc: write(doc, i.kid, i.changes), patch: { kid: i.kid, set: i.changes, before: previous } };
     },
-    { actor: ctx.actor, runId: ctx.runId, step: tag },
+    { actor: ctx.actor, runId: ctx.runId, step: ctx.step },
   );
   return { version, previous };
 }
@@ -104,20 +119,47 @@ export const policySet = defineAction({
   outputs: ['version', 'previous'],
   input,
   describe: (i) => describeChanges(i.kid, i.changes),
-  apply: (ctx, i) => setOnce(ctx, i, ctx.step, `undo:${ctx.step}`),
+  apply: (ctx, i) => setOnce(ctx, i),
   impact: (backends, i) => policyImpact(backends, i),
 });
 
-/** Undo of policy.set: puts back the values the step replaced (and only those fields). */
+/**
+ * Undo of policy.set and policy.cutover: the step's write no longer counts, and each field it set
+ * is recomputed from the writes still in force (the latest step that set it and is not undone,
+ * else what it held before any of them). Rolling back an older max age keeps a newer one; rolling
+ * back every run, in any order, ends where no run had changed the policy.
+ */
 export const policyRestore = defineAction({
   name: 'policy.restore',
   mutates: true,
-  outputs: ['version'],
+  outputs: ['version', 'restored'],
   input,
-  describe: (i) => `restore ${describeChanges(i.kid, i.changes)}`,
+  describe: (i) => `undo: ${Object.keys(i.changes).join(', ')}${i.kid ? ` of ${i.kid}` : ''} go back to what the other runs still in force set (or to what they were before)`,
   async apply(ctx, i) {
-    const { version } = await setOnce(ctx, i, `undo:${ctx.step}`, ctx.step);
-    return { version };
+    const { db, hot } = ctx.backends;
+    const undoTag = `undo:${ctx.step}`;
+    const last = await lastPolicyWrite(db, ctx.runId, [undoTag, ctx.step]);
+    if (last?.step === undoTag) {
+      await publishCurrentPolicy(db, hot);
+      return { version: last.version, restored: read(last.doc, i.kid, i.changes) };
+    }
+    let restored: Changes = {};
+    const { version } = await changePolicy(
+      db,
+      hot,
+      async (doc, tx) => {
+        await markPolicyUndone(tx, ctx.runId, ctx.step);
+        const values: Record<string, unknown> = {};
+        for (const field of Object.keys(i.changes)) {
+          const effective = await effectiveField(tx, i.kid, field);
+          values[field] = effective.found ? effective.value : (i.changes as Record<string, unknown>)[field];
+        }
+        restored = values as Changes;
+        return { doc: write(doc, i.kid, restored), patch: null };
+      },
+      { actor: ctx.actor, runId: ctx.runId, step: undoTag },
+    );
+    return { version, restored };
   },
 });
 
@@ -157,7 +199,17 @@ export const policyCutover = defineAction({
   outputs: ['version', 'previous'],
   input: z.object({ kid: z.string().min(1), percent: z.coerce.number().int().min(1).max(100), fromPercent: z.coerce.number().int().min(0).max(99).nullable() }).strict(),
   describe: (i) => describeChanges(i.kid, { cutoverPercent: i.percent }),
-  apply: (ctx, i) => setOnce(ctx, { kid: i.kid, changes: { cutoverPercent: i.percent } }, ctx.step, `undo:${ctx.step}`),
+  apply: (ctx, i) =>
+    setOnce(ctx, { kid: i.kid, changes: { cutoverPercent: i.percent } }, (doc) => {
+      // A stage only ever switches the key off for more users: a second cutover started while the
+      // key is already off for more would otherwise switch it back on for them.
+      const now = doc.kids[i.kid]?.cutoverPercent ?? 0;
+      if (now > i.percent) {
+        throw new InvalidStateError(`${i.kid} is already switched off for ${now} % of users; this stage (${i.percent} %) would switch it back on for some of them`, {
+          hint: `roll this run back; to go back to fewer users, roll back the run that cut over further`,
+        });
+      }
+    }),
   impact: (backends, i) => policyImpact(backends, { kid: i.kid ?? null, changes: { cutoverPercent: i.percent ?? null }, fromPercent: i.fromPercent ?? 0 }),
 });
 

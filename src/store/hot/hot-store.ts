@@ -84,6 +84,15 @@ export interface CounterRow {
   n: number;
 }
 
+/** Users one guard saw in one flush, for the cutover's gate: turned back by `kid`'s cutover (`cut`), or let in (`allow`, kid ''). */
+export interface UserMarkRow {
+  minute: number;
+  kind: 'cut' | 'allow';
+  kid: string;
+  cohort: number;
+  subs: string[];
+}
+
 export interface HotStore {
   readonly kind: 'redis' | 'tables';
   publishKeys(keys: PublishedKey[]): Promise<void>;
@@ -96,6 +105,12 @@ export interface HotStore {
   /** Adds decision counts (summed with what other instances added). */
   addCounters(rows: CounterRow[]): Promise<void>;
   readCounters(fromMinute: number): Promise<CounterRow[]>;
+  addUserMarks(rows: UserMarkRow[]): Promise<void>;
+  /**
+   * Since `fromMinute`, in the cohorts below `cohortsBelow`: how many users `kid`'s cutover turned
+   * back, and how many of them got in afterwards on another key (Redis: HyperLogLog estimates).
+   */
+  returningUsers(q: { fromMinute: number; kid: string; cohortsBelow: number }): Promise<{ cut: number; back: number }>;
   snapshot(): Promise<HotSnapshot>;
   /** Changes after `cursor`, oldest first; 'gap' when the feed no longer reaches back that far. */
   changesSince(cursor: string, limit?: number): Promise<{ cursor: string; changes: HotChange[]; more: boolean } | 'gap'>;

@@ -44,6 +44,7 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
     ledgerKids: `${prefix}ledger:kids`,
     ledger: (kid: string, kind: 'sid' | 'sub') => `${prefix}ledger:${kind}:${kid}`,
     counters: (minute: number) => `${prefix}ctr:${minute}`,
+    userMarks: (minute: number, kind: string, kid: string, cohort: number) => `${prefix}um:${minute}:${kind}:${kid}:${cohort}`,
   };
   type Multi = ReturnType<Redis['multi']>;
   /** Applies a write and appends its change to the feed in one MULTI: guards never see one without the other. */
@@ -119,6 +120,30 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
         }
       }
       return rows;
+    },
+    async addUserMarks(rows) {
+      if (rows.length === 0) return;
+      const multi = redis.multi();
+      for (const r of rows) {
+        // HyperLogLog: 12 KB a key whatever the number of users, and unions are cheap.
+        for (let i = 0; i < r.subs.length; i += 10_000) multi.pfadd(k.userMarks(r.minute, r.kind, r.kid, r.cohort), ...r.subs.slice(i, i + 10_000));
+        multi.expire(k.userMarks(r.minute, r.kind, r.kid, r.cohort), COUNTER_TTL_S);
+      }
+      checkExec(await multi.exec());
+    },
+    async returningUsers(q) {
+      const last = Math.floor(Date.now() / 60_000);
+      const cut: string[] = [];
+      const allow: string[] = [];
+      for (let minute = Math.max(q.fromMinute, last - COUNTER_TTL_S / 60); minute <= last; minute++) {
+        for (let cohort = 0; cohort < q.cohortsBelow; cohort++) {
+          cut.push(k.userMarks(minute, 'cut', q.kid, cohort));
+          allow.push(k.userMarks(minute, 'allow', '', cohort));
+        }
+      }
+      const [c, a, both] = await Promise.all([redis.pfcount(...cut), redis.pfcount(...allow), redis.pfcount(...cut, ...allow)]);
+      // |cut ∩ allow| = |cut| + |allow| - |cut ∪ allow|, within the estimates' error.
+      return { cut: c, back: Math.max(0, Math.min(c, c + a - both)) };
     },
     async snapshot(): Promise<HotSnapshot> {
       // Cursor first: anything written after it is replayed on top, and every change is idempotent.
@@ -196,7 +221,7 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
  */
 function withClearErrors(store: HotStore, url: string): HotStore {
   const wrapped = { ...store };
-  for (const name of ['publishKeys', 'publishPolicy', 'putWatermarks', 'putRevocations', 'putDevices', 'putLedger', 'addCounters', 'readCounters', 'snapshot', 'changesSince'] as const) {
+  for (const name of ['publishKeys', 'publishPolicy', 'putWatermarks', 'putRevocations', 'putDevices', 'putLedger', 'addCounters', 'readCounters', 'addUserMarks', 'returningUsers', 'snapshot', 'changesSince'] as const) {
     const fn = store[name] as (...args: unknown[]) => Promise<unknown>;
     (wrapped as Record<string, unknown>)[name] = async (...args: unknown[]) => {
       try {
