@@ -189,5 +189,14 @@ for (const c of backendCases('policy', ['postgres+redis', 'postgres', 'embedded'
         expect(alerts.json.alerts.map((a: { kind: string }) => a.kind)).toEqual(expect.arrayContaining(['forged_token', 'refresh_reuse']));
       }
     });
+
+    it('a forged token replayed many times is one alert row with a count, not one row per request', async () => {
+      const forged = legacyToken({ sub: 'user-77', sid: 'no-such-session', jti: 'replayed-forgery', iat: nowSec() - 600, exp: nowSec() + 3000 });
+      for (let i = 0; i < 5000; i++) expect(guard.authorize(forged).reasons).toEqual(['forged_unknown_session']);
+      await guard.flush();
+      let rows: Array<{ n: number; count: number }> = [];
+      await change(async (b) => (rows = await b.db.query(`SELECT count(*)::int AS n, max((detail->>'count')::int) AS count FROM alerts WHERE jti = 'replayed-forgery'`)));
+      expect(rows[0]).toEqual({ n: 1, count: 5000 });
+    });
   });
 }
