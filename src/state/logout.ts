@@ -64,8 +64,8 @@ export async function endUsers(db: Queryable, hot: HotStore, sel: Selection, ref
 
 /**
  * `sessions` mechanism: a session revocation for each matching live session (until its tokens
- * expire, plus the clock tolerance); with --suspicious, alerts that name only a user give that
- * user a watermark.
+ * expire, plus the clock tolerance). With --suspicious, only sessions of the ledger that an alert
+ * names (see alertedSessions): an alert naming only a user ends nothing.
  */
 export async function endSessions(db: Queryable, hot: HotStore, sel: Selection, ref: StepRef): Promise<LogoutOutcome> {
   const start = ref.startedAt.toISOString();
@@ -85,9 +85,7 @@ export async function endSessions(db: Queryable, hot: HotStore, sel: Selection, 
      WHERE rt.sid = s.sid AND rt.revoked_at IS NULL AND rt.expires_at > now() AND s.issued_at <= $2::timestamptz AND ${revokedSessionsWhere(sel, q)}`,
     q.values,
   );
-  const notBefore = sel.suspicious ? cutoffOf(sel, ref) : null;
-  if (notBefore) await insertUserWatermarks(db, sel, ref, notBefore);
-  return finish(db, hot, ref, notBefore);
+  return finish(db, hot, ref, null);
 }
 
 /** One session by id (`sessions revoke`): its access tokens until they expire, and its refresh tokens. */

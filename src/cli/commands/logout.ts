@@ -37,7 +37,7 @@ async function assertSelectable(db: Queryable, sel: Selection): Promise<void> {
   if (sessions === 0) {
     throw new NoMatchError(`no live sessions match: ${describeSelection(sel)}`, {
       hint: sel.suspicious
-        ? 'no alert since then names a live session; widen --since, or see `jwtir alerts --since 24h`'
+        ? 'no alert since then names a live session of the ledger (alerts on forged tokens without one log nobody out: the guards already deny those tokens); widen --since, or see `jwtir alerts --since 24h`'
         : 'check the selectors against `jwtir sessions list --user <sub>`; nothing was changed',
     });
   }
