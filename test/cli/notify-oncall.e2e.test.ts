@@ -167,9 +167,20 @@ for (const c of backendCases('notify_oncall', ['postgres+redis', 'embedded'])) {
       });
     });
 
+    it('a receiver that echoes the path in its 404 does not put the secret into the error (checked everywhere below)', async () => {
+      hook.reply = (r) => ({ status: 404, body: `Cannot POST ${r.path}` });
+      const err = expectFailure(await oncall(['--message', 'echo'], ExitCode.runFailed), ExitCode.runFailed, 'ERR_NOTIFY_SEND_FAILED');
+      expect(err.message).toMatch(/: HTTP 404: Cannot POST …$/);
+      const runId = Number(/run (\d+) stopped/.exec(err.message)![1]);
+      failedRuns.push(runId);
+      expect((await sendsOf(env, runId))[0]!.last_error).toBe('HTTP 404: Cannot POST …');
+      hook.script([]);
+      await cli(['runs', 'rollback', String(runId), '--yes', '--json']);
+    });
+
     it('the webhook URL appears nowhere: not in any output, the audit trail, runs show, the run records or the sends', async () => {
       const runs = (await cli(['runs', 'list', '--json'])).json.runs as Array<{ id: number }>;
-      expect(failedRuns).toHaveLength(2);
+      expect(failedRuns).toHaveLength(3);
       for (const id of failedRuns) {
         await cli(['runs', 'show', String(id)]);
         await cli(['runs', 'show', String(id), '--json']);

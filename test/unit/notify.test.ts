@@ -90,6 +90,29 @@ describe('postWithRetries', () => {
     expect(refused.error).not.toContain('SECRETPATHTOKEN');
   });
 
+  it("keeps the webhook's credential out of errors built from a receiver's answer that echoes the request", async () => {
+    const url = new URL(server.url('/services/T000/B000/SECRETPATHTOKEN?key=QUERYSECRET99'));
+    const echoes: Array<(r: { path: string }) => string> = [
+      (r) => `Cannot POST ${r.path}`,
+      (r) => `<pre>Cannot POST ${decodeURIComponent(r.path).toLowerCase()}</pre>`,
+      (r) => JSON.stringify({ error: 'no such hook', url: `http://127.0.0.1${r.path}`.replaceAll('/', '\\/') }),
+      // A long body whose cut would fall inside the secret.
+      (r) => `${'x'.repeat(190)}${r.path}`,
+    ];
+    for (const echo of echoes) {
+      server.reply = (r) => ({ status: 404, body: echo(r) });
+      const res = await postWithRetries(url, message, fast);
+      expect(res).toMatchObject({ ok: false, attempts: 1, status: 404 });
+      for (const secret of ['SECRETPATHTOKEN', 'SECRETPATH', 'secretpath', 'QUERYSECRET', 'querysecret']) expect(res.error).not.toContain(secret);
+      expect(res.error!.length).toBeLessThanOrEqual(400);
+    }
+    server.reply = () => ({ status: 404, body: 'Cannot POST /services/T000/B000/SECRETPATHTOKEN?key=QUERYSECRET99\u001b[2J\u0007' });
+    expect((await postWithRetries(url, message, fast)).error).toBe('HTTP 404: Cannot POST …\\u001b[2J\\u0007');
+    server.reply = (r) => ({ status: 400, body: JSON.stringify({ err: 'invalid_request', description: `unknown endpoint ${r.path}` }) });
+    expect((await postWithRetries(url, message, fast, judgeSetResponse)).error).toBe('the receiver rejected the SET: invalid_request (unknown endpoint …)');
+    server.script([]);
+  });
+
   it('reads Retry-After as seconds or as an HTTP date', () => {
     const now = Date.parse('2026-01-01T00:00:00Z');
     expect(parseRetryAfter('3', now)).toBe(3000);
