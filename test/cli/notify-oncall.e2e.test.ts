@@ -156,6 +156,9 @@ for (const c of backendCases('notify_oncall', ['postgres+redis', 'embedded'])) {
         expect(none.hint).toContain('JWTIR_ONCALL_WEBHOOK_URL');
         const malformed = await cli(['notify', 'oncall', '--message', 'x', '--yes', '--json'], ExitCode.usage, { JWTIR_ONCALL_WEBHOOK_URL: `hooks.slack.com${PATH}` });
         expectFailure(malformed, ExitCode.usage, 'ERR_CONFIG_INVALID');
+        // Refused before a run exists: fetch would fail on it only once the run had started (exit 7, lock kept).
+        const credentials = await cli(['notify', 'oncall', '--message', 'x', '--yes', '--json'], ExitCode.usage, { JWTIR_ONCALL_WEBHOOK_URL: `http://ops:pw@127.0.0.1:${hook.port}${PATH}` });
+        expect(expectFailure(credentials, ExitCode.usage, 'ERR_CONFIG_INVALID').message).toContain('holds credentials');
         expect(expectFailure(await oncall(['--message', 'x', '--from-run', '1'], ExitCode.usage), ExitCode.usage, 'ERR_USAGE').message).toBe('give exactly one of --message <text> or --from-run <id>');
         expect(expectFailure(await oncall([], ExitCode.usage), ExitCode.usage, 'ERR_USAGE').message).toBe('give exactly one of --message <text> or --from-run <id>');
         expectFailure(await oncall(['--from-run', '9999'], ExitCode.usage), ExitCode.usage, 'ERR_RUN_UNKNOWN');

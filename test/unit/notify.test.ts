@@ -172,6 +172,30 @@ describe('notification settings', () => {
     expect(oncallWebhook(raw({ oncallWebhookUrl: 'https://hooks.slack.com/services/T0/B0/X' })).host).toBe('hooks.slack.com');
   });
 
+  it('a webhook with credentials, or on plain http:// to another machine, is refused without being echoed; http:// to loopback is taken', () => {
+    const refusal = (url: string) => {
+      try {
+        oncallWebhook(raw({ oncallWebhookUrl: url }));
+      } catch (error) {
+        expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID' });
+        expect(`${(error as Error).message} ${(error as { hint?: string }).hint}`).not.toContain('SECRETXYZ');
+        return (error as Error).message;
+      }
+      throw new Error(`${url} was accepted`);
+    };
+    expect(refusal('https://ops:SECRETXYZ@hooks.example/services/T0/B0/SECRETXYZ')).toContain('holds credentials (user:password@)');
+    expect(refusal('https://ops@hooks.example/services/T0/B0/SECRETXYZ')).toContain('holds credentials');
+    for (const url of ['http://hooks.example/services/SECRETXYZ', 'http://10.0.0.7/SECRETXYZ', 'http://127.0.0.2/SECRETXYZ', 'http://localhost.example/SECRETXYZ']) {
+      expect(refusal(url)).toContain('must be https:// (plain http:// only to 127.0.0.1, ::1 or localhost)');
+    }
+    for (const url of ['http://127.0.0.1:8080/hook', 'http://[::1]:8080/hook', 'http://LOCALHOST/hook', 'https://hooks.example/hook']) {
+      expect(oncallWebhook(raw({ oncallWebhookUrl: url })).href).toBe(new URL(url).href);
+    }
+    const receivers = (url: string) => () => setReceivers(raw({ setReceivers: { source: 'JWTIR_SET_RECEIVERS', value: [{ url, audience: 'rp' }] } }));
+    expect(receivers('http://rp.example/push')).toThrow('JWTIR_SET_RECEIVERS[0].url must be https:// (plain http:// only to 127.0.0.1, ::1 or localhost)');
+    expect(receivers('http://[::1]:9/push')()).toEqual([{ url: 'http://[::1]:9/push', audience: 'rp' }]);
+  });
+
   it('receivers: every problem at once, credentials in URLs refused, duplicates refused', () => {
     const value = JSON.stringify([
       { url: 'https://rp.example/push', audience: 'https://rp.example/' },
