@@ -84,7 +84,18 @@ export function parseCohorts(text: string): number[] {
   return [...out].sort((a, b) => a - b);
 }
 
-const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
+const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):(\d{2})))?$/;
+
+/**
+ * Whether the fields of an ISO match name a real calendar time. Date.parse rolls impossible
+ * fields over (2026-02-30 becomes 2026-03-02); the fields must survive a round trip instead.
+ */
+function realFields(m: RegExpExecArray): boolean {
+  const n = (i: number) => Number(m[i] ?? 0);
+  const d = new Date(Date.UTC(n(1), n(2) - 1, n(3), n(4), n(5), n(6)));
+  const same = d.getUTCFullYear() === n(1) && d.getUTCMonth() === n(2) - 1 && d.getUTCDate() === n(3) && d.getUTCHours() === n(4) && d.getUTCMinutes() === n(5) && d.getUTCSeconds() === n(6);
+  return same && n(7) <= 23 && n(8) <= 59;
+}
 
 /**
  * A point in the past: ISO 8601 (a date is midnight UTC; a time needs Z or an offset, so it
@@ -93,7 +104,8 @@ const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d
  */
 export function parseTime(text: string, what: string, now: number): Date {
   let at: number;
-  if (ISO.test(text)) at = Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text);
+  const iso = ISO.exec(text);
+  if (iso) at = realFields(iso) ? Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text) : NaN;
   else if (/^\d+(\.\d+)?(ms|s|m|h|d|w)$/.test(text)) at = now - parseDuration(text, what);
   else throw new Error(`${what} "${text}" is neither a time (2026-12-04T09:30:00Z) nor a duration ago (2h)`);
   if (!Number.isFinite(at)) throw new Error(`${what} "${text}" is not a real date`);
