@@ -68,6 +68,8 @@ export async function remove(ctx: CommandContext, o: SelectorOptions): Promise<v
 export async function list(ctx: CommandContext, o: { kind?: string; limit?: string }): Promise<void> {
   const kind = o.kind === undefined ? undefined : (Object.entries(KIND_NAMES).find(([, name]) => name === o.kind)?.[0] as BlacklistKind | undefined);
   const limit = o.limit === undefined ? 100 : parseIntStrict(o.limit, '--limit');
+  // 0 would list nothing and print "the blacklist is empty" while entries are live.
+  if (limit < 1) throw new UsageError(`--limit must be at least 1, got ${limit}`, { hint: 'give how many entries to show, for example --limit 1000' });
   const { total, entries } = await listBlacklist((await ctx.backends()).db, { ...(kind ? { kind } : {}), limit });
   ctx.out.result({ total, entries }, () => {
     if (entries.length === 0) return o.kind ? `no ${o.kind} is blacklisted` : 'the blacklist is empty';

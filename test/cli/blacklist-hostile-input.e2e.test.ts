@@ -1,0 +1,45 @@
+import { randomBytes } from 'node:crypto';
+import { beforeAll, expect, it } from '@jest/globals';
+import jwt from 'jsonwebtoken';
+import { ExitCode } from '../../src/errors.js';
+import { runCli, runOk, type CliResult } from '../helpers/cli.js';
+import { expectFailure } from '../helpers/failure.js';
+import { backendCases, describeBackend } from '../helpers/services.js';
+import { legacyService, seedLedger } from '../helpers/state.js';
+
+/**
+ * Input that is hostile or pasted into the wrong place: terminal escapes, a token where an id
+ * belongs, a member given twice, an endless file, a limit of 0. Each is refused with exit 2,
+ * nothing is echoed that a terminal would act on or that is a credential, and nothing changes.
+ */
+const secret = randomBytes(32).toString('hex');
+const service = legacyService(secret, 'legacy', 5, { tokenFor: () => false });
+const token = jwt.sign({ sub: 'user-1', jti: 'pasted' }, secret);
+const payload = token.split('.')[1]!;
+/** ESC, BEL and the C1 CSI: what a terminal would act on. */
+const CONTROL = /[\u0007\u001b\u009b]/;
+
+for (const c of backendCases('blacklist_hostile', ['postgres+redis'])) {
+  describeBackend(c, 'blacklist and logout refuse hostile or misplaced input', () => {
+    const env = c.env;
+    const refused = async (args: string[], code: string): Promise<{ res: CliResult; message: string }> => {
+      const res = await runCli([...args, '--json'], { env });
+      const err = expectFailure(res, ExitCode.usage, code);
+      expect(res.stdout + res.stderr).not.toMatch(CONTROL);
+      expect(res.stdout + res.stderr).not.toContain(payload);
+      return { res, message: err.message };
+    };
+
+    beforeAll(async () => {
+      await runOk(['keys', 'import', '--kid', 'legacy', '--alg', 'HS256', '--secret-env', 'JWT_SECRET', '--json'], { env: { ...env, JWT_SECRET: secret } });
+      await seedLedger(env, service.sessions);
+    });
+
+    it('blacklist list --limit must be a whole number of at least 1', async () => {
+      await runOk(['blacklist', 'add', '--jti', 'live-one', '--yes', '--json'], { env });
+      expect((await refused(['blacklist', 'list', '--limit', '0'], 'ERR_USAGE')).message).toBe('--limit must be at least 1, got 0');
+      expect((await refused(['blacklist', 'list', '--limit', 'ten'], 'ERR_USAGE')).message).toBe('--limit must be a whole number, got "ten"');
+      expect((await runOk(['blacklist', 'list', '--limit', '1', '--json'], { env })).json).toMatchObject({ total: 1, entries: [{ value: 'live-one' }] });
+    });
+  });
+}
