@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isSeq, LineCounter, parseDocument } from 'yaml';
 import { FindingsInvalidError } from '../errors.js';
 import { valueProblem, type BlacklistEntry, type BlacklistKind, MAX_VALUE_BYTES } from '../state/blacklist.js';
@@ -39,13 +39,7 @@ export interface ParsedFindings {
 export function readFindingsFile(file: string): BlacklistEntry[] {
   let text: string;
   try {
-    const size = statSync(file).size;
-    if (size > MAX_FINDINGS_BYTES) {
-      throw new FindingsInvalidError(`findings file ${file} is ${size} bytes, more than the ${MAX_FINDINGS_BYTES / 1024 / 1024} MiB accepted`, {
-        hint: 'split it and run blacklist add once per part',
-      });
-    }
-    text = readFileSync(file, 'utf8');
+    text = readCapped(file, MAX_FINDINGS_BYTES);
   } catch (error) {
     if (error instanceof FindingsInvalidError) throw error;
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
@@ -64,6 +58,37 @@ export function readFindingsFile(file: string): BlacklistEntry[] {
     throw new FindingsInvalidError(`findings file ${file} has no entries`, { hint: `write one JSON object per line, each with one of ${FIELDS}` });
   }
   return entries;
+}
+
+/** Bytes read at a time; the cap is checked after each read. */
+const READ_CHUNK = 1024 * 1024;
+
+/**
+ * The file's text, refused once it passes `max` bytes. Counted while reading, not taken from its
+ * size: a pipe or process substitution has none, and /dev/zero never ends.
+ */
+function readCapped(file: string, max: number): string {
+  const tooLarge = (what: string) =>
+    new FindingsInvalidError(`findings file ${file} ${what} the ${max / 1024 / 1024} MiB accepted`, { hint: 'split it and run blacklist add once per part; nothing was changed' });
+  const fd = openSync(file, 'r');
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isFile() && stat.size > max) throw tooLarge(`is ${stat.size} bytes, more than`);
+    const chunks: Buffer[] = [];
+    const buffer = Buffer.allocUnsafe(READ_CHUNK);
+    let total = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, 0, READ_CHUNK, null);
+      if (n === 0) break;
+      total += n;
+      if (total > max) throw tooLarge('holds more than');
+      // Copied out: a pipe hands over 64 KiB at a time, and keeping a 1 MiB buffer for each would hold 16 times the file.
+      chunks.push(Buffer.from(buffer.subarray(0, n)));
+    }
+    return Buffer.concat(chunks, total).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
 }
 
 export function parseFindings(text: string): ParsedFindings {

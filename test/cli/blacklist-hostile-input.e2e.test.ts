@@ -5,7 +5,7 @@ import { ExitCode } from '../../src/errors.js';
 import { runCli, runOk, type CliResult } from '../helpers/cli.js';
 import { expectFailure } from '../helpers/failure.js';
 import { backendCases, describeBackend } from '../helpers/services.js';
-import { legacyService, seedLedger } from '../helpers/state.js';
+import { legacyService, seedLedger, withState } from '../helpers/state.js';
 
 /**
  * Input that is hostile or pasted into the wrong place: terminal escapes, a token where an id
@@ -22,6 +22,14 @@ const CONTROL = /[\u0007\u001b\u009b]/;
 for (const c of backendCases('blacklist_hostile', ['postgres+redis'])) {
   describeBackend(c, 'blacklist and logout refuse hostile or misplaced input', () => {
     const env = c.env;
+    let before: unknown;
+    const state = () =>
+      withState(env, async (b) =>
+        (await b.db.query(
+          `SELECT (SELECT count(*) FROM runs)::int AS runs, (SELECT count(*) FROM audit)::int AS audit, (SELECT count(*) FROM input_sets)::int AS sets,
+                  (SELECT count(*) FROM revocations)::int AS revocations, (SELECT count(*) FROM watermarks)::int AS watermarks`,
+        ))[0],
+      );
     const refused = async (args: string[], code: string): Promise<{ res: CliResult; message: string }> => {
       const res = await runCli([...args, '--json'], { env });
       const err = expectFailure(res, ExitCode.usage, code);
@@ -33,6 +41,13 @@ for (const c of backendCases('blacklist_hostile', ['postgres+redis'])) {
     beforeAll(async () => {
       await runOk(['keys', 'import', '--kid', 'legacy', '--alg', 'HS256', '--secret-env', 'JWT_SECRET', '--json'], { env: { ...env, JWT_SECRET: secret } });
       await seedLedger(env, service.sessions);
+      before = await state();
+    });
+
+    it('a findings file that never ends (/dev/zero) is refused at the cap, not read until memory runs out', async () => {
+      const { message } = await refused(['blacklist', 'add', '--yes', '--from-file', '/dev/zero'], 'ERR_FINDINGS_INVALID');
+      expect(message).toBe('findings file /dev/zero holds more than the 256 MiB accepted');
+      expect(await state()).toEqual(before);
     });
 
     it('blacklist list --limit must be a whole number of at least 1', async () => {
