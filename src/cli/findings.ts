@@ -1,6 +1,9 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isSeq, LineCounter, parseDocument } from 'yaml';
 import { FindingsInvalidError } from '../errors.js';
+import { duplicateMembers } from '../lib/json-members.js';
+import { quote } from '../lib/printable.js';
+import { looksLikeToken } from '../lib/token-shape.js';
 import { valueProblem, type BlacklistEntry, type BlacklistKind, MAX_VALUE_BYTES } from '../state/blacklist.js';
 
 /**
@@ -91,6 +94,9 @@ function readCapped(file: string, max: number): string {
   }
 }
 
+const DUPLICATE = (name: string) => `the member ${quote(name, 40)} is given twice (JSON keeps only the last; give each once)`;
+const PASTED_TOKEN = 'this looks like a token; put it in "token"';
+
 export function parseFindings(text: string): ParsedFindings {
   const body = text.replace(/^\uFEFF/, '');
   return body.trimStart().startsWith('[') ? parseArray(body) : parseLines(body);
@@ -110,7 +116,8 @@ function parseLines(text: string): ParsedFindings {
     } catch (error) {
       return problems.push(`${where}: not valid JSON (${(error as Error).message})`);
     }
-    const entry = entryOf(value);
+    const twice = duplicateMembers(line);
+    const entry = twice.length ? DUPLICATE(twice[0]!.name) : entryOf(value);
     if (typeof entry === 'string') problems.push(`${where}: ${entry}`);
     else entries.push(entry);
   });
@@ -130,8 +137,9 @@ function parseArray(text: string): ParsedFindings {
   if (!Array.isArray(items)) return { entries: [], problems: ['line 1: a JSON findings file must be an array of objects'] };
   const entries: BlacklistEntry[] = [];
   const bad: Array<{ index: number; problem: string }> = [];
+  const twice = new Map(duplicateMembers(text).map((d) => [d.element, d.name]));
   items.forEach((item, index) => {
-    const entry = entryOf(item);
+    const entry = twice.has(index) ? DUPLICATE(twice.get(index)!) : entryOf(item);
     if (typeof entry === 'string') bad.push({ index, problem: entry });
     else entries.push(entry);
   });
@@ -157,6 +165,8 @@ function parseArray(text: string): ParsedFindings {
 function entryOf(value: unknown): BlacklistEntry | string {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return `an entry must be a JSON object with one of ${FIELDS}`;
   const obj = value as Record<string, unknown>;
+  // Before anything repeats a value: a token in the wrong field must not be echoed or stored.
+  if (Object.entries(obj).some(([k, v]) => looksLikeToken(k) || (k !== 'token' && looksLikeToken(v)))) return PASTED_TOKEN;
   const unknown = Object.keys(obj).filter((k) => !(k in SELECTORS) && k !== 'exp' && k !== 'reason');
   if (unknown.length) return `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k.slice(0, 40)}"`).join(', ')} (allowed: ${FIELDS})`;
   const present = Object.keys(obj).filter((k) => k in SELECTORS);

@@ -1,6 +1,7 @@
 import { parseDuration } from '../config/duration.js';
 import { InvalidSelectorError } from '../errors.js';
 import type { Selection } from '../state/selection.js';
+import { looksLikeToken } from '../lib/token-shape.js';
 
 /** The selector flags of `jwtir logout`, as commander hands them over (untrusted text). */
 export interface SelectorFlags {
@@ -34,6 +35,7 @@ export function parseSelection(f: SelectorFlags, now = Date.now()): Selection {
   };
   const users = (f.user ?? []).map((u) => u.trim());
   if (users.some((u) => u === '')) problems.push('--user needs a subject, got an empty one');
+  if (users.some(looksLikeToken)) problems.push('--user: this looks like a token, not a subject; give the user\'s subject (the token\'s "sub" claim)');
   const roles = (f.role ?? []).flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== '');
   if (f.role && roles.length === 0) problems.push('--role needs a role name');
   const cohorts = f.cohort === undefined ? [] : (attempt(() => parseCohorts(f.cohort!)) ?? []);

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { beforeAll, expect, it } from '@jest/globals';
 import jwt from 'jsonwebtoken';
 import { ExitCode } from '../../src/errors.js';
@@ -16,6 +19,12 @@ const secret = randomBytes(32).toString('hex');
 const service = legacyService(secret, 'legacy', 5, { tokenFor: () => false });
 const token = jwt.sign({ sub: 'user-1', jti: 'pasted' }, secret);
 const payload = token.split('.')[1]!;
+const dir = mkdtempSync(path.join(os.tmpdir(), 'jwtir-hostile-'));
+const file = (name: string, text: string) => {
+  const p = path.join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
 /** ESC, BEL and the C1 CSI: what a terminal would act on. */
 const CONTROL = /[\u0007\u001b\u009b]/;
 
@@ -42,6 +51,19 @@ for (const c of backendCases('blacklist_hostile', ['postgres+redis'])) {
       await runOk(['keys', 'import', '--kid', 'legacy', '--alg', 'HS256', '--secret-env', 'JWT_SECRET', '--json'], { env: { ...env, JWT_SECRET: secret } });
       await seedLedger(env, service.sessions);
       before = await state();
+    });
+
+    it('a token in the wrong field of a findings file or in a flag is refused without being repeated; a member given twice is refused', async () => {
+      const misplaced = file('misplaced.ndjson', `{"jti":"${token}"}\n{"sub":"${token}"}\n{"jti":"a","jti":"b"}\n`);
+      const { message } = await refused(['blacklist', 'add', '--yes', '--from-file', misplaced], 'ERR_FINDINGS_INVALID');
+      expect(message).toContain('line 1: this looks like a token; put it in "token"');
+      expect(message).toContain('line 2: this looks like a token; put it in "token"');
+      expect(message).toContain('line 3: the member "jti" is given twice');
+      for (const flag of ['--jti', '--session', '--user', '--device']) {
+        expect((await refused(['blacklist', 'add', '--yes', flag, token], 'ERR_ENTRY_INVALID')).message).toContain('this looks like a token');
+      }
+      expect((await refused(['logout', '--yes', '--user', token], 'ERR_SELECTOR_INVALID')).message).toContain('this looks like a token, not a subject');
+      expect(await state()).toEqual(before);
     });
 
     it('a findings file that never ends (/dev/zero) is refused at the cap, not read until memory runs out', async () => {

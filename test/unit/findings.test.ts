@@ -102,6 +102,25 @@ describe('findings files', () => {
     expect(parseFindings('{"jti":"a"}').problems).toEqual([]);
   });
 
+  it('refuses a token pasted into any field but "token", without repeating it, and a member given twice', () => {
+    const token = jwt.sign({ sub: 'u', jti: 'j' }, 'x');
+    const jwe = 'eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..aXZpdml2aXZpdg.Y2lwaGVydGV4dA.dGFndGFndGFndGFn';
+    const lines = [`{"jti":"${token}"}`, `{"sub":"${token}"}`, `{"sid":"${jwe}"}`, `{"fph":"${token}"}`, `{"jti":"a","reason":"${token}"}`, `{"user":"Bearer ${token}"}`, `{"token":"${token}"}`];
+    const { entries, problems } = parseFindings(lines.join('\n'));
+    expect(problems).toEqual([1, 2, 3, 4, 5, 6].map((n) => `line ${n}: this looks like a token; put it in "token"`));
+    expect(entries).toEqual([{ kind: 'jti', value: 'j' }]);
+
+    const twice = parseFindings(['{"jti":"a","jti":"b"}', '{"sub":"u","reason":"x","reason":"y"}', '{"jti":"c","j\\u0074i":"d"}', '{"jti":"ok","note":{"a":1,"a":2}}'].join('\n'));
+    expect(twice.problems.slice(0, 3)).toEqual([
+      'line 1: the member "jti" is given twice (JSON keeps only the last; give each once)',
+      'line 2: the member "reason" is given twice (JSON keeps only the last; give each once)',
+      'line 3: the member "jti" is given twice (JSON keeps only the last; give each once)',
+    ]);
+    expect(twice.problems[3]).toContain('unknown field "note"');
+    const array = parseFindings('[\n  {"jti": "a"},\n  "x",\n  {"jti": "b", "jti": "c"}\n]');
+    expect(array.problems).toEqual([expect.stringMatching(/^line 3: element 2: an entry must be/), 'line 4: element 3: the member "jti" is given twice (JSON keeps only the last; give each once)']);
+  });
+
   it('refuses a missing, an empty or a bad file with one error naming the file', () => {
     const refuse = (p: string) => {
       try {
