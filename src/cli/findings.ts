@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isSeq, LineCounter, parseDocument } from 'yaml';
 import { FindingsInvalidError } from '../errors.js';
 import { duplicateMembers } from '../lib/json-members.js';
-import { quote } from '../lib/printable.js';
+import { CONTROL_CHARS, printable, quote } from '../lib/printable.js';
 import { looksLikeToken } from '../lib/token-shape.js';
 import { valueProblem, type BlacklistEntry, type BlacklistKind, MAX_VALUE_BYTES } from '../state/blacklist.js';
 
@@ -94,6 +94,11 @@ function readCapped(file: string, max: number): string {
   }
 }
 
+/** A JSON.parse error without the snippet of input V8 puts in it (it may be part of a token), printable. */
+function jsonError(error: unknown): string {
+  return printable((error as Error).message.replace(/, ".*" is not valid JSON$/s, ''));
+}
+
 const DUPLICATE = (name: string) => `the member ${quote(name, 40)} is given twice (JSON keeps only the last; give each once)`;
 const PASTED_TOKEN = 'this looks like a token; put it in "token"';
 
@@ -114,7 +119,7 @@ function parseLines(text: string): ParsedFindings {
     try {
       value = JSON.parse(line);
     } catch (error) {
-      return problems.push(`${where}: not valid JSON (${(error as Error).message})`);
+      return problems.push(`${where}: not valid JSON (${jsonError(error)})`);
     }
     const twice = duplicateMembers(line);
     const entry = twice.length ? DUPLICATE(twice[0]!.name) : entryOf(value);
@@ -132,7 +137,7 @@ function parseArray(text: string): ParsedFindings {
     const message = (error as Error).message;
     const pos = /at position (\d+)/.exec(message);
     const line = pos ? text.slice(0, Number(pos[1])).split('\n').length : text.split('\n').length;
-    return { entries: [], problems: [`line ${line}: not valid JSON (${message})`] };
+    return { entries: [], problems: [`line ${line}: not valid JSON (${jsonError(error)})`] };
   }
   if (!Array.isArray(items)) return { entries: [], problems: ['line 1: a JSON findings file must be an array of objects'] };
   const entries: BlacklistEntry[] = [];
@@ -168,7 +173,7 @@ function entryOf(value: unknown): BlacklistEntry | string {
   // Before anything repeats a value: a token in the wrong field must not be echoed or stored.
   if (Object.entries(obj).some(([k, v]) => looksLikeToken(k) || (k !== 'token' && looksLikeToken(v)))) return PASTED_TOKEN;
   const unknown = Object.keys(obj).filter((k) => !(k in SELECTORS) && k !== 'exp' && k !== 'reason');
-  if (unknown.length) return `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k.slice(0, 40)}"`).join(', ')} (allowed: ${FIELDS})`;
+  if (unknown.length) return `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => quote(k, 40)).join(', ')} (allowed: ${FIELDS})`;
   const present = Object.keys(obj).filter((k) => k in SELECTORS);
   if (present.length !== 1) {
     return present.length === 0 ? `no selector: give one of ${FIELDS}` : `give exactly one of jti, sid, sub, fph or token, not ${present.join(' and ')}`;
@@ -176,13 +181,14 @@ function entryOf(value: unknown): BlacklistEntry | string {
   const field = present[0]!;
   let exp: number | undefined;
   if (obj.exp !== undefined) {
-    if (typeof obj.exp !== 'number' || !Number.isFinite(obj.exp) || obj.exp <= 0) return `exp must be a NumericDate (seconds since 1970), got ${JSON.stringify(obj.exp).slice(0, 40)}`;
+    if (typeof obj.exp !== 'number' || !Number.isFinite(obj.exp) || obj.exp <= 0) return `exp must be a NumericDate (seconds since 1970), got ${printable(JSON.stringify(obj.exp).slice(0, 40))}`;
     exp = Math.ceil(obj.exp);
   }
   let reason: string | undefined;
   if (obj.reason !== undefined) {
     if (typeof obj.reason !== 'string') return 'reason must be a string';
     if (Buffer.byteLength(obj.reason) > MAX_VALUE_BYTES) return `reason is longer than ${MAX_VALUE_BYTES} bytes`;
+    if (CONTROL_CHARS.test(obj.reason)) return 'reason contains control characters (a terminal would act on them when it is listed)';
     reason = obj.reason;
   }
   const selector = SELECTORS[field]!;

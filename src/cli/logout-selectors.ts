@@ -1,6 +1,7 @@
 import { parseDuration } from '../config/duration.js';
 import { InvalidSelectorError } from '../errors.js';
 import type { Selection } from '../state/selection.js';
+import { quote } from '../lib/printable.js';
 import { looksLikeToken } from '../lib/token-shape.js';
 
 /** The selector flags of `jwtir logout`, as commander hands them over (untrusted text). */
@@ -40,7 +41,7 @@ export function parseSelection(f: SelectorFlags, now = Date.now()): Selection {
   if (f.role && roles.length === 0) problems.push('--role needs a role name');
   const cohorts = f.cohort === undefined ? [] : (attempt(() => parseCohorts(f.cohort!)) ?? []);
   if (f.device !== undefined && !/^[\x21-\x7e]{1,512}$/.test(f.device)) {
-    problems.push(`--device "${f.device}" is not a device fingerprint hash (printable characters, no spaces)`);
+    problems.push(`--device ${quote(f.device)} is not a device fingerprint hash (printable characters, no spaces)`);
   }
   const issuedBefore = f.issuedBefore === undefined ? null : attempt(() => parseTime(f.issuedBefore!, '--issued-before', now));
   if (f.since !== undefined && !f.suspicious) problems.push('--since applies to --suspicious only');
@@ -78,11 +79,11 @@ export function parseCohorts(text: string): number[] {
     const m = /^(\d{1,3})(?:-(\d{1,3}))?$/.exec(item);
     const lo = m ? Number(m[1]) : NaN;
     const hi = m?.[2] !== undefined ? Number(m[2]) : lo;
-    if (!m || lo > 99 || hi > 99) bad.push(`"${item}" is not a cohort or range of cohorts 0..99`);
-    else if (lo > hi) bad.push(`"${item}" is a range that runs backwards (write ${hi}-${lo})`);
+    if (!m || lo > 99 || hi > 99) bad.push(`${quote(item, 40)} is not a cohort or range of cohorts 0..99`);
+    else if (lo > hi) bad.push(`${quote(item)} is a range that runs backwards (write ${hi}-${lo})`);
     else for (let n = lo; n <= hi; n++) out.add(n);
   }
-  if (bad.length) throw new Error(`--cohort "${text}": ${bad.join('; ')} (example: 0-9,42)`);
+  if (bad.length) throw new Error(`--cohort ${quote(text)}: ${bad.join('; ')} (example: 0-9,42)`);
   return [...out].sort((a, b) => a - b);
 }
 
@@ -109,8 +110,8 @@ export function parseTime(text: string, what: string, now: number): Date {
   const iso = ISO.exec(text);
   if (iso) at = realFields(iso) ? Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text) : NaN;
   else if (/^\d+(\.\d+)?(ms|s|m|h|d|w)$/.test(text)) at = now - parseDuration(text, what);
-  else throw new Error(`${what} "${text}" is neither a time (2026-12-04T09:30:00Z) nor a duration ago (2h)`);
-  if (!Number.isFinite(at)) throw new Error(`${what} "${text}" is not a real date`);
-  if (at > now) throw new Error(`${what} "${text}" is in the future; it must be a time that has passed`);
+  else throw new Error(`${what} ${quote(text)} is neither a time (2026-12-04T09:30:00Z) nor a duration ago (2h)`);
+  if (!Number.isFinite(at)) throw new Error(`${what} ${quote(text)} is not a real date`);
+  if (at > now) throw new Error(`${what} ${quote(text)} is in the future; it must be a time that has passed`);
   return new Date(at);
 }

@@ -1,3 +1,5 @@
+import { UsageError } from '../errors.js';
+
 /**
  * Text from outside (a findings file, a flag, an HTTP response) shown to the operator: characters
  * a terminal acts on or that hide what the text says are written as escapes instead. That is the
@@ -11,6 +13,17 @@ export const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 
 const SHORT: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f' };
 const escapeChar = (ch: string) => SHORT[ch] ?? `\\u${ch.codePointAt(0)!.toString(16).padStart(4, '0')}`;
+
+/**
+ * Refuses operator text that jwtir stores and shows again later (a reason): a control character
+ * in it would act on the terminal of whoever lists it.
+ */
+export function refuseControlChars(text: string, what: string): void {
+  const at = text.search(CONTROL_CHARS);
+  if (at >= 0) {
+    throw new UsageError(`${what} contains a control character (${escapeChar(text[at]!)} at character ${at + 1}); write it without`, { hint: 'nothing was changed' });
+  }
+}
 
 /** `text` with every non-printable character escaped JSON-style (`\n`, `\u001b`). */
 export function printable(text: string): string {

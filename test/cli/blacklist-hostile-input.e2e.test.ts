@@ -53,6 +53,25 @@ for (const c of backendCases('blacklist_hostile', ['postgres+redis'])) {
       before = await state();
     });
 
+    it('terminal escapes: a findings line is shown escaped; a reason with ESC or BEL is refused, from the file and from --reason', async () => {
+      const escapes = file('escapes.ndjson', '\u001b[2J\u001b]0;owned\u0007\n{"jti":"a","reason":"see \\u001b[31mred"}\n');
+      const { message } = await refused(['blacklist', 'add', '--yes', '--from-file', escapes], 'ERR_FINDINGS_INVALID');
+      expect(message).toContain("line 1: not valid JSON (Unexpected token '\\u001b')");
+      expect(message).toContain('line 2: reason contains control characters');
+      const flag = await refused(['blacklist', 'add', '--yes', '--jti', 'a', '--reason', 'ring\u0007'], 'ERR_USAGE');
+      expect(flag.message).toBe('--reason contains a control character (\\u0007 at character 5); write it without');
+      expect((await refused(['logout', '--yes', '--user', 'user-1', '--notify', '--reason', '\u009b2J'], 'ERR_USAGE')).message).toContain('--reason contains a control character');
+      expect(await state()).toEqual(before);
+    });
+
+    it('blacklist list shows an entry stored with control characters (by an older version) escaped', async () => {
+      await withState(env, (b) => b.db.query(`INSERT INTO revocations (kind, value, expires_at, run_id, step, reason) VALUES ('jti', 'old\u001b[8m', now() + interval '1 hour', 0, '', 'x\u001b]0;t\u0007')`));
+      const listed = await runOk(['blacklist', 'list'], { env });
+      expect(listed.stderr).not.toMatch(CONTROL);
+      expect(listed.stderr).toMatch(/old\\u001b\[8m\s+\S+\s+\S+\s+x\\u001b\]0;t\\u0007/);
+      await withState(env, (b) => b.db.query(`DELETE FROM revocations WHERE run_id = 0`));
+    });
+
     it('a token in the wrong field of a findings file or in a flag is refused without being repeated; a member given twice is refused', async () => {
       const misplaced = file('misplaced.ndjson', `{"jti":"${token}"}\n{"sub":"${token}"}\n{"jti":"a","jti":"b"}\n`);
       const { message } = await refused(['blacklist', 'add', '--yes', '--from-file', misplaced], 'ERR_FINDINGS_INVALID');

@@ -102,6 +102,18 @@ describe('findings files', () => {
     expect(parseFindings('{"jti":"a"}').problems).toEqual([]);
   });
 
+  it('shows input in its messages escaped, so a line of terminal escapes cannot drive the terminal; refuses control characters in reasons', () => {
+    const { problems } = parseFindings(['\u001b[2J\u001b]0;pwned\u0007', '{"jti":"a","reason":"ok\\u001b[31m red"}', '{"jti":"b","reason":"bell\\u0007"}', '{"jti":"c","\\u001bx":1}', '{"jti":"d","exp":"\\u009b1m"}'].join('\n'));
+    expect(problems).toEqual([
+      "line 1: not valid JSON (Unexpected token '\\u001b')",
+      'line 2: reason contains control characters (a terminal would act on them when it is listed)',
+      'line 3: reason contains control characters (a terminal would act on them when it is listed)',
+      'line 4: unknown field "\\u001bx" (allowed: jti, sid|session, sub|user, fph|device or token, plus optional exp and reason)',
+      'line 5: exp must be a NumericDate (seconds since 1970), got "\\u009b1m"',
+    ]);
+    expect(problems.join('\n')).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+
   it('refuses a token pasted into any field but "token", without repeating it, and a member given twice', () => {
     const token = jwt.sign({ sub: 'u', jti: 'j' }, 'x');
     const jwe = 'eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..aXZpdml2aXZpdg.Y2lwaGVydGV4dA.dGFndGFndGFndGFn';

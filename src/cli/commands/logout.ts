@@ -1,4 +1,5 @@
 import { NoMatchError, UsageError } from '../../errors.js';
+import { refuseControlChars } from '../../lib/printable.js';
 import { assertKnownUsers } from '../../state/users.js';
 import { describeSelection } from '../../runbook/actions/logout.js';
 import { getKey } from '../../state/keys.js';
@@ -15,6 +16,7 @@ import { runRunbook } from '../run-runbook.js';
  */
 export async function logout(ctx: CommandContext, o: SelectorFlags & { dryRun?: boolean; notify?: boolean; reason?: string }): Promise<void> {
   if (o.reason !== undefined && !o.notify) throw new UsageError('--reason is what --notify tells the users: add --notify, or leave --reason out', { hint: 'nothing was changed' });
+  if (o.reason !== undefined) refuseControlChars(o.reason, '--reason');
   const sel = parseSelection(o);
   const { db } = await ctx.backends();
   await assertSelectable(db, sel);
