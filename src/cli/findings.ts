@@ -1,6 +1,9 @@
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isSeq, LineCounter, parseDocument } from 'yaml';
 import { FindingsInvalidError } from '../errors.js';
+import { duplicateMembers } from '../lib/json-members.js';
+import { CONTROL_CHARS, printable, quote } from '../lib/printable.js';
+import { looksLikeToken } from '../lib/token-shape.js';
 import { valueProblem, type BlacklistEntry, type BlacklistKind, MAX_VALUE_BYTES } from '../state/blacklist.js';
 
 /**
@@ -39,13 +42,7 @@ export interface ParsedFindings {
 export function readFindingsFile(file: string): BlacklistEntry[] {
   let text: string;
   try {
-    const size = statSync(file).size;
-    if (size > MAX_FINDINGS_BYTES) {
-      throw new FindingsInvalidError(`findings file ${file} is ${size} bytes, more than the ${MAX_FINDINGS_BYTES / 1024 / 1024} MiB accepted`, {
-        hint: 'split it and run blacklist add once per part',
-      });
-    }
-    text = readFileSync(file, 'utf8');
+    text = readCapped(file, MAX_FINDINGS_BYTES);
   } catch (error) {
     if (error instanceof FindingsInvalidError) throw error;
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
@@ -66,6 +63,45 @@ export function readFindingsFile(file: string): BlacklistEntry[] {
   return entries;
 }
 
+/** Bytes read at a time; the cap is checked after each read. */
+const READ_CHUNK = 1024 * 1024;
+
+/**
+ * The file's text, refused once it passes `max` bytes. Counted while reading, not taken from its
+ * size: a pipe or process substitution has none, and /dev/zero never ends.
+ */
+function readCapped(file: string, max: number): string {
+  const tooLarge = (what: string) =>
+    new FindingsInvalidError(`findings file ${file} ${what} the ${max / 1024 / 1024} MiB accepted`, { hint: 'split it and run blacklist add once per part; nothing was changed' });
+  const fd = openSync(file, 'r');
+  try {
+    const stat = fstatSync(fd);
+    if (stat.isFile() && stat.size > max) throw tooLarge(`is ${stat.size} bytes, more than`);
+    const chunks: Buffer[] = [];
+    const buffer = Buffer.allocUnsafe(READ_CHUNK);
+    let total = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, 0, READ_CHUNK, null);
+      if (n === 0) break;
+      total += n;
+      if (total > max) throw tooLarge('holds more than');
+      // Copied out: a pipe hands over 64 KiB at a time, and keeping a 1 MiB buffer for each would hold 16 times the file.
+      chunks.push(Buffer.from(buffer.subarray(0, n)));
+    }
+    return Buffer.concat(chunks, total).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A JSON.parse error without the snippet of input V8 puts in it (it may be part of a token), printable. */
+function jsonError(error: unknown): string {
+  return printable((error as Error).message.replace(/, ".*" is not valid JSON$/s, ''));
+}
+
+const DUPLICATE = (name: string) => `the member ${quote(name, 40)} is given twice (JSON keeps only the last; give each once)`;
+const PASTED_TOKEN = 'this looks like a token; put it in "token"';
+
 export function parseFindings(text: string): ParsedFindings {
   const body = text.replace(/^\uFEFF/, '');
   return body.trimStart().startsWith('[') ? parseArray(body) : parseLines(body);
@@ -83,9 +119,10 @@ function parseLines(text: string): ParsedFindings {
     try {
       value = JSON.parse(line);
     } catch (error) {
-      return problems.push(`${where}: not valid JSON (${(error as Error).message})`);
+      return problems.push(`${where}: not valid JSON (${jsonError(error)})`);
     }
-    const entry = entryOf(value);
+    const twice = duplicateMembers(line);
+    const entry = twice.length ? DUPLICATE(twice[0]!.name) : entryOf(value);
     if (typeof entry === 'string') problems.push(`${where}: ${entry}`);
     else entries.push(entry);
   });
@@ -100,13 +137,14 @@ function parseArray(text: string): ParsedFindings {
     const message = (error as Error).message;
     const pos = /at position (\d+)/.exec(message);
     const line = pos ? text.slice(0, Number(pos[1])).split('\n').length : text.split('\n').length;
-    return { entries: [], problems: [`line ${line}: not valid JSON (${message})`] };
+    return { entries: [], problems: [`line ${line}: not valid JSON (${jsonError(error)})`] };
   }
   if (!Array.isArray(items)) return { entries: [], problems: ['line 1: a JSON findings file must be an array of objects'] };
   const entries: BlacklistEntry[] = [];
   const bad: Array<{ index: number; problem: string }> = [];
+  const twice = new Map(duplicateMembers(text).map((d) => [d.element, d.name]));
   items.forEach((item, index) => {
-    const entry = entryOf(item);
+    const entry = twice.has(index) ? DUPLICATE(twice.get(index)!) : entryOf(item);
     if (typeof entry === 'string') bad.push({ index, problem: entry });
     else entries.push(entry);
   });
@@ -132,8 +170,10 @@ function parseArray(text: string): ParsedFindings {
 function entryOf(value: unknown): BlacklistEntry | string {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return `an entry must be a JSON object with one of ${FIELDS}`;
   const obj = value as Record<string, unknown>;
+  // Before anything repeats a value: a token in the wrong field must not be echoed or stored.
+  if (Object.entries(obj).some(([k, v]) => looksLikeToken(k) || (k !== 'token' && looksLikeToken(v)))) return PASTED_TOKEN;
   const unknown = Object.keys(obj).filter((k) => !(k in SELECTORS) && k !== 'exp' && k !== 'reason');
-  if (unknown.length) return `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k.slice(0, 40)}"`).join(', ')} (allowed: ${FIELDS})`;
+  if (unknown.length) return `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => quote(k, 40)).join(', ')} (allowed: ${FIELDS})`;
   const present = Object.keys(obj).filter((k) => k in SELECTORS);
   if (present.length !== 1) {
     return present.length === 0 ? `no selector: give one of ${FIELDS}` : `give exactly one of jti, sid, sub, fph or token, not ${present.join(' and ')}`;
@@ -141,13 +181,14 @@ function entryOf(value: unknown): BlacklistEntry | string {
   const field = present[0]!;
   let exp: number | undefined;
   if (obj.exp !== undefined) {
-    if (typeof obj.exp !== 'number' || !Number.isFinite(obj.exp) || obj.exp <= 0) return `exp must be a NumericDate (seconds since 1970), got ${JSON.stringify(obj.exp).slice(0, 40)}`;
+    if (typeof obj.exp !== 'number' || !Number.isFinite(obj.exp) || obj.exp <= 0) return `exp must be a NumericDate (seconds since 1970), got ${printable(JSON.stringify(obj.exp).slice(0, 40))}`;
     exp = Math.ceil(obj.exp);
   }
   let reason: string | undefined;
   if (obj.reason !== undefined) {
     if (typeof obj.reason !== 'string') return 'reason must be a string';
     if (Buffer.byteLength(obj.reason) > MAX_VALUE_BYTES) return `reason is longer than ${MAX_VALUE_BYTES} bytes`;
+    if (CONTROL_CHARS.test(obj.reason)) return 'reason contains control characters (a terminal would act on them when it is listed)';
     reason = obj.reason;
   }
   const selector = SELECTORS[field]!;

@@ -1,6 +1,8 @@
 import { parseDuration } from '../config/duration.js';
 import { InvalidSelectorError } from '../errors.js';
 import type { Selection } from '../state/selection.js';
+import { quote } from '../lib/printable.js';
+import { looksLikeToken } from '../lib/token-shape.js';
 
 /** The selector flags of `jwtir logout`, as commander hands them over (untrusted text). */
 export interface SelectorFlags {
@@ -34,11 +36,12 @@ export function parseSelection(f: SelectorFlags, now = Date.now()): Selection {
   };
   const users = (f.user ?? []).map((u) => u.trim());
   if (users.some((u) => u === '')) problems.push('--user needs a subject, got an empty one');
+  if (users.some(looksLikeToken)) problems.push('--user: this looks like a token, not a subject; give the user\'s subject (the token\'s "sub" claim)');
   const roles = (f.role ?? []).flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== '');
   if (f.role && roles.length === 0) problems.push('--role needs a role name');
   const cohorts = f.cohort === undefined ? [] : (attempt(() => parseCohorts(f.cohort!)) ?? []);
   if (f.device !== undefined && !/^[\x21-\x7e]{1,512}$/.test(f.device)) {
-    problems.push(`--device "${f.device}" is not a device fingerprint hash (printable characters, no spaces)`);
+    problems.push(`--device ${quote(f.device)} is not a device fingerprint hash (printable characters, no spaces)`);
   }
   const issuedBefore = f.issuedBefore === undefined ? null : attempt(() => parseTime(f.issuedBefore!, '--issued-before', now));
   if (f.since !== undefined && !f.suspicious) problems.push('--since applies to --suspicious only');
@@ -76,15 +79,26 @@ export function parseCohorts(text: string): number[] {
     const m = /^(\d{1,3})(?:-(\d{1,3}))?$/.exec(item);
     const lo = m ? Number(m[1]) : NaN;
     const hi = m?.[2] !== undefined ? Number(m[2]) : lo;
-    if (!m || lo > 99 || hi > 99) bad.push(`"${item}" is not a cohort or range of cohorts 0..99`);
-    else if (lo > hi) bad.push(`"${item}" is a range that runs backwards (write ${hi}-${lo})`);
+    if (!m || lo > 99 || hi > 99) bad.push(`${quote(item, 40)} is not a cohort or range of cohorts 0..99`);
+    else if (lo > hi) bad.push(`${quote(item)} is a range that runs backwards (write ${hi}-${lo})`);
     else for (let n = lo; n <= hi; n++) out.add(n);
   }
-  if (bad.length) throw new Error(`--cohort "${text}": ${bad.join('; ')} (example: 0-9,42)`);
+  if (bad.length) throw new Error(`--cohort ${quote(text)}: ${bad.join('; ')} (example: 0-9,42)`);
   return [...out].sort((a, b) => a - b);
 }
 
-const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/;
+const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:Z|[+-](\d{2}):(\d{2})))?$/;
+
+/**
+ * Whether the fields of an ISO match name a real calendar time. Date.parse rolls impossible
+ * fields over (2026-02-30 becomes 2026-03-02); the fields must survive a round trip instead.
+ */
+function realFields(m: RegExpExecArray): boolean {
+  const n = (i: number) => Number(m[i] ?? 0);
+  const d = new Date(Date.UTC(n(1), n(2) - 1, n(3), n(4), n(5), n(6)));
+  const same = d.getUTCFullYear() === n(1) && d.getUTCMonth() === n(2) - 1 && d.getUTCDate() === n(3) && d.getUTCHours() === n(4) && d.getUTCMinutes() === n(5) && d.getUTCSeconds() === n(6);
+  return same && n(7) <= 23 && n(8) <= 59;
+}
 
 /**
  * A point in the past: ISO 8601 (a date is midnight UTC; a time needs Z or an offset, so it
@@ -93,10 +107,11 @@ const ISO = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d
  */
 export function parseTime(text: string, what: string, now: number): Date {
   let at: number;
-  if (ISO.test(text)) at = Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text);
+  const iso = ISO.exec(text);
+  if (iso) at = realFields(iso) ? Date.parse(text.length === 10 ? `${text}T00:00:00Z` : text) : NaN;
   else if (/^\d+(\.\d+)?(ms|s|m|h|d|w)$/.test(text)) at = now - parseDuration(text, what);
-  else throw new Error(`${what} "${text}" is neither a time (2026-12-04T09:30:00Z) nor a duration ago (2h)`);
-  if (!Number.isFinite(at)) throw new Error(`${what} "${text}" is not a real date`);
-  if (at > now) throw new Error(`${what} "${text}" is in the future; it must be a time that has passed`);
+  else throw new Error(`${what} ${quote(text)} is neither a time (2026-12-04T09:30:00Z) nor a duration ago (2h)`);
+  if (!Number.isFinite(at)) throw new Error(`${what} ${quote(text)} is not a real date`);
+  if (at > now) throw new Error(`${what} ${quote(text)} is in the future; it must be a time that has passed`);
   return new Date(at);
 }

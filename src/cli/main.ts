@@ -1,6 +1,7 @@
 import { CommanderError } from 'commander';
 import { maskUrlsIn } from '../config/mask.js';
 import { ExitCode, JwtirError } from '../errors.js';
+import { printable } from '../lib/printable.js';
 import { installInterruptHandlers } from './interrupt.js';
 import { buildProgram } from './program.js';
 
@@ -24,7 +25,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write('  next: quote values that contain spaces; durations are written without spaces, like 10m or 2h\n');
       }
       if (json) {
-        const message = maskUrlsIn(error.message.replace(/^error: /, ''), [process.env.DATABASE_URL, process.env.REDIS_URL]);
+        const message = shown(maskUrlsIn(error.message.replace(/^error: /, ''), [process.env.DATABASE_URL, process.env.REDIS_URL]));
         process.stdout.write(JSON.stringify({ error: { code: 'ERR_USAGE', message, hint: 'run with --help for usage', exitCode: ExitCode.usage } }, null, 2) + '\n');
       }
       return ExitCode.usage;
@@ -33,12 +34,18 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Messages quote what the operator gave (a flag, a line of a file, a name); whatever a message
+ * holds, a terminal must not act on it. Line breaks of the message itself stay.
+ */
+const shown = (text: string) => text.split('\n').map(printable).join('\n');
+
 function report(error: unknown, json: boolean): number {
   const urls = [process.env.DATABASE_URL, process.env.REDIS_URL];
   const known = error instanceof JwtirError;
   const code = known ? error.code : 'ERR_INTERNAL';
-  const message = maskUrlsIn(error instanceof Error ? error.message : String(error), urls);
-  const hint = known ? error.hint : 'this is a bug in jwtir; please report it with the output above (set JWTIR_DEBUG=1 for a stack trace)';
+  const message = shown(maskUrlsIn(error instanceof Error ? error.message : String(error), urls));
+  const hint = known ? error.hint && shown(error.hint) : 'this is a bug in jwtir; please report it with the output above (set JWTIR_DEBUG=1 for a stack trace)';
   const exitCode = known ? error.exitCode : ExitCode.internal;
   if (json) process.stdout.write(JSON.stringify({ error: { code, message, hint: hint ?? null, exitCode } }, null, 2) + '\n');
   process.stderr.write(`jwtir: error ${code}: ${message}\n`);

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { printable } from '../lib/printable.js';
 import { action, command as cmd, EXIT_CODES } from './define.js';
 import { registerBlacklist } from './wiring/blacklist.js';
 import { registerContainment } from './wiring/containment.js';
@@ -12,6 +13,9 @@ export function buildProgram(): Command {
     .description('JWT incident response: contain a leaked signing secret without logging out your users.')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
+    // Commander quotes the operator's words in its errors ("unknown option '…'"): shown escaped.
+    // Subcommands inherit this when they are created.
+    .configureOutput({ outputError: (text, write) => write(text.split('\n').map(printable).join('\n')) })
     .addHelpText('after', `
 Start here:
   jwtir init

@@ -1,5 +1,6 @@
 import ms from 'ms';
 import { InvalidDurationError } from '../errors.js';
+import { quote } from '../lib/printable.js';
 
 /**
  * Parses an operator-written duration ("90s", "15m", "24h", "2d", or plain milliseconds as a
@@ -9,7 +10,7 @@ import { InvalidDurationError } from '../errors.js';
 export function parseDuration(input: string | number, what = 'duration', max = MAX_DURATION_MS): number {
   const ms = parseUnbounded(input, what);
   if (ms > max) {
-    throw new InvalidDurationError(`${what} "${input}" is longer than ${formatDuration(max)}`, { hint: `use at most ${formatDuration(max)}` });
+    throw new InvalidDurationError(`${what} ${quote(String(input))} is longer than ${formatDuration(max)}`, { hint: `use at most ${formatDuration(max)}` });
   }
   return ms;
 }
@@ -25,13 +26,13 @@ function parseUnbounded(input: string | number, what: string): number {
   const text = input.trim();
   // ms() also accepts things like "1.5 hours"; we allow only <number><unit> to keep runbooks unambiguous.
   if (!/^\d+(\.\d+)?(ms|s|m|h|d|w)$/.test(text)) {
-    throw new InvalidDurationError(`${what} "${input}" is not a duration`, {
+    throw new InvalidDurationError(`${what} ${quote(input)} is not a duration`, {
       hint: 'write a number followed by a unit: ms, s, m, h, d or w (for example 30s, 15m, 24h)',
     });
   }
   const value = ms(text as ms.StringValue);
   if (value === undefined || !Number.isFinite(value) || value < 0) {
-    throw new InvalidDurationError(`${what} "${input}" is not a duration`);
+    throw new InvalidDurationError(`${what} ${quote(input)} is not a duration`);
   }
   return Math.round(value);
 }

@@ -25,10 +25,28 @@ export function oncallWebhook(raw: RawNotifySettings): URL {
       hint: 'it looks like https://hooks.slack.com/services/T000/B000/XXXX',
     });
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new ConfigInvalidError(`the on-call webhook URL must be http(s), not ${url.protocol}`, { hint: 'use the https:// URL the chat service gave you' });
+  const problem = transportProblem(url);
+  if (problem) {
+    throw new ConfigInvalidError(`the on-call webhook URL (JWTIR_ONCALL_WEBHOOK_URL / oncallWebhookUrl) ${problem}`, {
+      hint: 'use the https:// URL the chat service gave you, as it is; nothing was sent',
+    });
   }
   return url;
+}
+
+/** Hosts plain http:// may go to: this machine only (a test receiver, a local relay). */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '[::1]', 'localhost']);
+
+/**
+ * Why a webhook or receiver URL is unfit to send to, or null. Credentials (user:password@) would
+ * be stored with every send and fail at fetch time, after the run has started; plain http://
+ * would carry the webhook's secret path and the signed events over the network in clear.
+ */
+function transportProblem(url: URL): string | null {
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `must be https://, not ${url.protocol}`;
+  if (url.username || url.password) return 'holds credentials (user:password@); the URL itself is the secret, so it takes none';
+  if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) return 'must be https:// (plain http:// only to 127.0.0.1, ::1 or localhost)';
+  return null;
 }
 
 /** The configured SET receivers, checked; every problem is reported at once. */
@@ -83,9 +101,10 @@ function receiverUrl(value: unknown, at: string, problems: string[]): string | u
   } catch {
     return void problems.push(`${at}.url is not a URL`);
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return void problems.push(`${at}.url must be http(s), not ${url.protocol}`);
   // Receiver URLs are recorded with every send; credentials in them would end up in the state.
   if (url.username || url.password) return void problems.push(`${at}.url holds credentials (user:password@); receivers are identified by URL and audience only`);
+  const problem = transportProblem(url);
+  if (problem) return void problems.push(`${at}.url ${problem}`);
   return url.toString();
 }
 

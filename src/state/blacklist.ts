@@ -1,5 +1,7 @@
 import type { Queryable } from '../store/db.js';
 import type { RevocationKind } from '../store/hot/hot-store.js';
+import { CONTROL_CHARS, quote } from '../lib/printable.js';
+import { looksLikeToken } from '../lib/token-shape.js';
 import { inputSetOf, type InputSet } from './input-sets.js';
 
 /**
@@ -30,10 +32,12 @@ const keyOf = (e: { kind: string; value: string }) => `${e.kind}\u0000${e.value}
 export function valueProblem(kind: BlacklistKind, value: unknown): string | null {
   const name = KIND_NAMES[kind];
   if (typeof value !== 'string' || value === '') return `${name} must be a non-empty string`;
+  // First, so that no message below repeats it: a token pasted where an id belongs.
+  if (looksLikeToken(value)) return `this looks like a token, not a ${name}: to blacklist a token, give it as {"token": …} in a findings file (--from-file)`;
   if (Buffer.byteLength(value) > MAX_VALUE_BYTES) return `${name} is longer than ${MAX_VALUE_BYTES} bytes`;
-  if (/[\u0000-\u001f\u007f]/.test(value)) return `${name} contains control characters`;
+  if (CONTROL_CHARS.test(value)) return `${name} contains control characters`;
   if (kind === 'fph' && !FPH.test(value)) {
-    return `device fingerprint "${value.slice(0, 80)}" is not a lower-case hex SHA-256 (64 characters 0-9a-f)`;
+    return `device fingerprint ${quote(value, 80)} is not a lower-case hex SHA-256 (64 characters 0-9a-f)`;
   }
   return null;
 }

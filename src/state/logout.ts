@@ -2,9 +2,9 @@ import type { Queryable } from '../store/db.js';
 import { REVOCATION_KINDS, WATERMARK_SCOPES, type HotStore, type WatermarkScope } from '../store/hot/hot-store.js';
 import { countAffected } from './affected.js';
 import { currentPolicy } from './policy.js';
-import { liftRevocations, stepTag, syncRevocations } from './revocations.js';
+import { claimLifted, liftRevocations, stepTag, syncRevocations } from './revocations.js';
 import { Params, pickedUsers, revokedSessionsWhere, VERIFYING_STATES, type Selection } from './selection.js';
-import { subjectsSetBy, syncWatermarks } from './watermarks.js';
+import { clearOwnWatermarks, subjectsSetBy, syncWatermarks } from './watermarks.js';
 
 /**
  * The effects of a forced logout, each set-based (one statement whatever the number of
@@ -64,8 +64,8 @@ export async function endUsers(db: Queryable, hot: HotStore, sel: Selection, ref
 
 /**
  * `sessions` mechanism: a session revocation for each matching live session (until its tokens
- * expire, plus the clock tolerance); with --suspicious, alerts that name only a user give that
- * user a watermark.
+ * expire, plus the clock tolerance). With --suspicious, only sessions of the ledger that an alert
+ * names (see alertedSessions): an alert naming only a user ends nothing.
  */
 export async function endSessions(db: Queryable, hot: HotStore, sel: Selection, ref: StepRef): Promise<LogoutOutcome> {
   const start = ref.startedAt.toISOString();
@@ -85,9 +85,7 @@ export async function endSessions(db: Queryable, hot: HotStore, sel: Selection, 
      WHERE rt.sid = s.sid AND rt.revoked_at IS NULL AND rt.expires_at > now() AND s.issued_at <= $2::timestamptz AND ${revokedSessionsWhere(sel, q)}`,
     q.values,
   );
-  const notBefore = sel.suspicious ? cutoffOf(sel, ref) : null;
-  if (notBefore) await insertUserWatermarks(db, sel, ref, notBefore);
-  return finish(db, hot, ref, notBefore);
+  return finish(db, hot, ref, null);
 }
 
 /** One session by id (`sessions revoke`): its access tokens until they expire, and its refresh tokens. */
@@ -179,10 +177,11 @@ async function inChunks(items: string[], message: string, ref: StepRef, push: (p
 /**
  * Undo of any logout step: its watermarks are cleared (not deleted, so a re-run still knows
  * whom to push), its session revocations lifted, and the refresh tokens it revoked revived;
- * what other runs did stays. Idempotent.
+ * what other runs did stays, and what a `blacklist remove` lifted or cleared of this step's
+ * rows meanwhile stays undone when that remove is rolled back later. Idempotent.
  */
 export async function restoreStep(db: Queryable, hot: HotStore, ref: StepRef): Promise<{ watermarks: number; revocations: number; refreshTokens: number }> {
-  await db.query('UPDATE watermarks SET cleared_at = coalesce(cleared_at, now()) WHERE run_id = $1 AND step = $2', [ref.runId, ref.step]);
+  await clearOwnWatermarks(db, ref.runId, ref.step, null);
   let watermarks = 0;
   for (const scope of WATERMARK_SCOPES) {
     const subjects = await subjectsSetBy(db, scope, ref.runId, ref.step);
@@ -191,6 +190,7 @@ export async function restoreStep(db: Queryable, hot: HotStore, ref: StepRef): P
   }
   let revocations = 0;
   const liftTag = stepTag(ref.runId, `undo:${ref.step}`);
+  await claimLifted(db, liftTag, ref.runId, ref.step);
   for (const kind of REVOCATION_KINDS) {
     revocations += (await liftRevocations(db, hot, kind, liftTag, 'run_id = $3 AND step = $4', [ref.runId, ref.step])).length;
   }

@@ -94,6 +94,15 @@ export async function liftRevocations(db: Queryable, hot: HotStore, kind: Revoca
   return values;
 }
 
+/**
+ * For the undo of a step that revoked: its rows a later step (`blacklist remove`) lifted
+ * meanwhile become lifted by `tag` (the undo), so undoing that remove afterwards does not bring
+ * back what the undone step no longer stands for.
+ */
+export async function claimLifted(db: Queryable, tag: string, runId: number, step: string): Promise<void> {
+  await db.query('UPDATE revocations SET lifted_by = $1 WHERE run_id = $2 AND step = $3 AND lifted_at IS NOT NULL', [tag, runId, step]);
+}
+
 /** Undo of a lift: the rows that step lifted apply again. */
 export async function restoreLifted(db: Queryable, hot: HotStore, kind: RevocationKind, tag: string): Promise<void> {
   const rows = await db.query<{ value: string }>('SELECT DISTINCT value FROM revocations WHERE kind = $1 AND lifted_by = $2', [kind, tag]);

@@ -65,31 +65,38 @@ export function baseConditions(sel: Selection, p: Params): string[] {
   return where;
 }
 
-/** Sessions named by an alert (a stolen token, a forgery on a real session, refresh reuse). */
+/**
+ * Ledger sessions named by an alert (a stolen token, a forgery on a real session, refresh
+ * reuse). Only the ledger's own session ids count: whoever holds the leaked secret can mint
+ * tokens for any user, without a session id or with an invented one, and have the guards alert
+ * on them; such tokens are already denied as forged, and logging out the users they name would
+ * let the attacker choose whom --suspicious logs out (and whom --notify mails).
+ */
 export function alertedSessions(sel: Selection, p: Params): string {
   return `s.sid IN (SELECT a.sid FROM alerts a WHERE a.at >= ${p.add(sel.alertsSince, '::timestamptz')} AND a.sid IS NOT NULL)`;
+}
+
+/** Alerts since `since` that name no ledger session, so --suspicious leaves them be (see alertedSessions). */
+export async function countAlertsWithoutSession(db: Queryable, since: string): Promise<number> {
+  const [row] = await db.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM alerts a WHERE a.at >= $1::timestamptz AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.sid = a.sid)`,
+    [since],
+  );
+  return row?.n ?? 0;
 }
 
 /**
  * The users a step gives user watermarks, as SQL yielding a column `sub`: the named users
  * themselves when --user is the only selector (their tokens end even where the ledger does not
  * know them), else the users of sessions live at `liveAt` and issued before `before` that match
- * (both ISO times; null means now()). With --suspicious, the users of alerts that carry no
- * session id. Parameters are added only where used: Postgres cannot type an unused one.
+ * (both ISO times; null means now()). Parameters are added only where used: Postgres cannot
+ * type an unused one.
  */
 export function pickedUsers(sel: Selection, p: Params, at: { liveAt: string | null; before: string | null }): string {
-  const time = (iso: string | null) => (iso === null ? 'now()' : p.add(iso, '::timestamptz'));
-  const matching = (...extra: string[]) => {
-    const where = [...extra, ...baseConditions(sel, p), `s.expires_at > ${time(at.liveAt)}`, `s.issued_at < ${time(at.before)}`];
-    return `SELECT DISTINCT s.sub FROM sessions s WHERE ${where.join(' AND ')}`;
-  };
-  if (sel.suspicious) {
-    const alerted = `SELECT DISTINCT a.sub FROM alerts a WHERE a.at >= ${p.add(sel.alertsSince, '::timestamptz')} AND a.sid IS NULL AND a.sub IS NOT NULL`;
-    const filtered = sel.users.length || sel.roles.length || sel.kid || sel.cohorts.length || sel.device || sel.issuedBefore;
-    return filtered ? matching(`s.sub IN (${alerted})`) : alerted;
-  }
   if (namesUsersOnly(sel)) return `SELECT unnest(${p.add(sel.users, '::text[]')}) AS sub`;
-  return matching();
+  const time = (iso: string | null) => (iso === null ? 'now()' : p.add(iso, '::timestamptz'));
+  const where = [...baseConditions(sel, p), `s.expires_at > ${time(at.liveAt)}`, `s.issued_at < ${time(at.before)}`];
+  return `SELECT DISTINCT s.sub FROM sessions s WHERE ${where.join(' AND ')}`;
 }
 
 /** The sessions a `sessions`-mechanism step revokes one by one: SQL over `s` (a WHERE body). */
@@ -117,7 +124,7 @@ export async function countSelection(db: Queryable, sel: Selection): Promise<{ s
   if (mechanism === 'sessions') {
     parts.push(`SELECT s.sub, s.sid FROM sessions s WHERE ${revokedSessionsWhere(sel, p)} AND s.expires_at > now()`);
   }
-  if (mechanism === 'users' || sel.suspicious) {
+  if (mechanism === 'users') {
     parts.push(
       `SELECT s.sub, s.sid FROM sessions s JOIN (${pickedUsers(sel, p, { liveAt: null, before: sel.issuedBefore })}) u ON u.sub = s.sub
        WHERE s.expires_at > now() AND s.issued_at < ${cutoff()}`,

@@ -1,5 +1,7 @@
 import { UnknownUserError } from '../errors.js';
 import type { Queryable } from '../store/db.js';
+import { quote } from '../lib/printable.js';
+import { looksLikeToken } from '../lib/token-shape.js';
 
 /** The subjects of `subs` jwtir has never seen: no session in the ledger and no device. */
 export async function unknownUsers(db: Queryable, subs: string[]): Promise<string[]> {
@@ -16,6 +18,7 @@ export async function unknownUsers(db: Queryable, subs: string[]): Promise<strin
 export async function assertKnownUsers(db: Queryable, subs: string[], hint = 'check the spelling (subjects are matched exactly, case matters); nothing was changed'): Promise<void> {
   const unknown = await unknownUsers(db, subs);
   if (unknown.length === 0) return;
-  const shown = unknown.slice(0, 10).map((u) => JSON.stringify(u)).join(', ') + (unknown.length > 10 ? ` and ${unknown.length - 10} more` : '');
+  // A token pasted as a subject is not repeated: it is a credential.
+  const shown = unknown.slice(0, 10).map((u) => (looksLikeToken(u) ? '(a token, not shown)' : quote(u))).join(', ') + (unknown.length > 10 ? ` and ${unknown.length - 10} more` : '');
   throw new UnknownUserError(`unknown user${unknown.length > 1 ? 's' : ''} ${shown}: no session in the ledger and no device`, { hint, details: { unknown } });
 }

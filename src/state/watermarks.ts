@@ -26,6 +26,19 @@ export async function subjectsSetBy(db: Queryable, scope: WatermarkScope, runId:
 }
 
 /**
+ * Undo of a step that set watermarks: its rows are cleared (not deleted: run again after a crash
+ * or a failed push, it still knows whom to push). A row a later step cleared meanwhile
+ * (`blacklist remove --user`) is no longer that step's to restore, so undoing it afterwards does
+ * not bring back an undone watermark. `scope` null: every scope.
+ */
+export async function clearOwnWatermarks(db: Queryable, runId: number, step: string, scope: WatermarkScope | null): Promise<void> {
+  await db.query(
+    'UPDATE watermarks SET cleared_at = coalesce(cleared_at, now()), cleared_by = NULL WHERE run_id = $1 AND step = $2 AND ($3::text IS NULL OR scope = $3)',
+    [runId, step, scope],
+  );
+}
+
+/**
  * Clears watermarks of other steps (a `blacklist remove --user`), recording which step cleared
  * them so its undo can restore exactly those. `where` is SQL over `watermarks` with parameters
  * from $3 on ($1 the clearing step's tag, $2 the scope). Returns the subjects touched.

@@ -17,15 +17,20 @@ export interface DirLock {
 interface Holder {
   pid: number;
   host: string;
+  /** The arguments of the jwtir command holding it (all that older versions recorded). */
   command: string;
+  /** The holding process as `ps` would name it: `jwtir logout --user alice`, `node server.js`. */
+  process?: string;
+  /** A jwtir command (done in seconds), or another process, like a service's guard (holds it while it runs). */
+  cli?: boolean;
   since: string;
 }
 
-export async function lockStateDir(dir: string, opts: { waitMs?: number; command?: string } = {}): Promise<DirLock> {
+export async function lockStateDir(dir: string, opts: { waitMs?: number } = {}): Promise<DirLock> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, 'lock');
   const deadline = Date.now() + (opts.waitMs ?? 3000);
-  const me: Holder = { pid: process.pid, host: os.hostname(), command: opts.command ?? process.argv.slice(2).join(' '), since: new Date().toISOString() };
+  const me: Holder = { pid: process.pid, host: os.hostname(), command: process.argv.slice(2).join(' '), ...thisProcess(), since: new Date().toISOString() };
   // The lock file appears with its content in one step (a hard link to a file written first): a
   // second process never sees it empty, which it would take for a holder that died mid-write.
   const mine = path.join(dir, `.lock.${process.pid}.${Math.random().toString(36).slice(2)}`);
@@ -59,10 +64,12 @@ async function acquire(file: string, mine: string, me: Holder, deadline: number,
       continue;
     }
     if (Date.now() >= deadline) {
-      throw new ConflictError(
-        `the embedded state in ${dir} is in use by pid ${holder.pid} on ${holder.host} (jwtir ${holder.command}, since ${holder.since})`,
-        { hint: 'wait for that command to finish; for several operators at once, use Postgres (DATABASE_URL)' },
-      );
+      const cli = holder.cli ?? true;
+      throw new ConflictError(`the embedded state in ${dir} is in use by pid ${holder.pid} on ${holder.host} (${holder.process ?? `jwtir ${holder.command}`}, since ${holder.since})`, {
+        hint: cli
+          ? 'wait for that command to finish; for several operators at once, use Postgres (DATABASE_URL)'
+          : 'a guard or service process on the embedded default holds the database for as long as it runs: stop it first, or use Postgres (DATABASE_URL) to run the CLI and guards side by side',
+      });
     }
     await sleep(50);
   }
@@ -117,4 +124,19 @@ function isAlive(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * What this process is, for whoever finds the lock held. A service's own arguments may carry
+ * secrets, so only its program and script are named (and a title it set for itself); jwtir's
+ * arguments never do (secrets never go in argv).
+ */
+function thisProcess(): { process: string; cli: boolean } {
+  const script = process.argv[1];
+  if (script && path.basename(script) === 'jwtir') return { process: ['jwtir', ...process.argv.slice(2)].join(' '), cli: true };
+  const program = [path.basename(process.argv0 || process.execPath)];
+  if (script) program.push(script.startsWith(process.cwd() + path.sep) ? path.relative(process.cwd(), script) : script);
+  if (process.argv.length > 2) program.push('…');
+  const titled = process.title && process.title !== process.argv0 && process.title !== process.execPath && process.title !== program[0];
+  return { process: titled ? `${process.title} (${program.join(' ')})` : program.join(' '), cli: false };
 }

@@ -80,6 +80,8 @@ for (const c of backendCases('logout_bad', ['embedded', 'postgres+redis'])) {
     it('a malformed, unreal or future --issued-before is refused', async () => {
       expect(expectUsage(await logout('--issued-before', 'yesterday'), 'ERR_SELECTOR_INVALID').message).toContain('neither a time');
       expect(expectUsage(await logout('--issued-before', '2026-13-45'), 'ERR_SELECTOR_INVALID').message).toBe('--issued-before "2026-13-45" is not a real date');
+      // Date.parse would roll it over to 2026-03-02.
+      expect(expectUsage(await logout('--issued-before', '2026-02-30T00:00:00Z'), 'ERR_SELECTOR_INVALID').message).toBe('--issued-before "2026-02-30T00:00:00Z" is not a real date');
       // A time without an offset would mean something else on each operator's machine.
       expect(expectUsage(await logout('--issued-before', '2026-01-01T10:00:00'), 'ERR_SELECTOR_INVALID').message).toContain('neither a time');
       const future = expectUsage(await logout('--issued-before', '2999-01-01T00:00:00Z'), 'ERR_SELECTOR_INVALID');

@@ -156,6 +156,9 @@ for (const c of backendCases('notify_oncall', ['postgres+redis', 'embedded'])) {
         expect(none.hint).toContain('JWTIR_ONCALL_WEBHOOK_URL');
         const malformed = await cli(['notify', 'oncall', '--message', 'x', '--yes', '--json'], ExitCode.usage, { JWTIR_ONCALL_WEBHOOK_URL: `hooks.slack.com${PATH}` });
         expectFailure(malformed, ExitCode.usage, 'ERR_CONFIG_INVALID');
+        // Refused before a run exists: fetch would fail on it only once the run had started (exit 7, lock kept).
+        const credentials = await cli(['notify', 'oncall', '--message', 'x', '--yes', '--json'], ExitCode.usage, { JWTIR_ONCALL_WEBHOOK_URL: `http://ops:pw@127.0.0.1:${hook.port}${PATH}` });
+        expect(expectFailure(credentials, ExitCode.usage, 'ERR_CONFIG_INVALID').message).toContain('holds credentials');
         expect(expectFailure(await oncall(['--message', 'x', '--from-run', '1'], ExitCode.usage), ExitCode.usage, 'ERR_USAGE').message).toBe('give exactly one of --message <text> or --from-run <id>');
         expect(expectFailure(await oncall([], ExitCode.usage), ExitCode.usage, 'ERR_USAGE').message).toBe('give exactly one of --message <text> or --from-run <id>');
         expectFailure(await oncall(['--from-run', '9999'], ExitCode.usage), ExitCode.usage, 'ERR_RUN_UNKNOWN');
@@ -167,9 +170,20 @@ for (const c of backendCases('notify_oncall', ['postgres+redis', 'embedded'])) {
       });
     });
 
+    it('a receiver that echoes the path in its 404 does not put the secret into the error (checked everywhere below)', async () => {
+      hook.reply = (r) => ({ status: 404, body: `Cannot POST ${r.path}` });
+      const err = expectFailure(await oncall(['--message', 'echo'], ExitCode.runFailed), ExitCode.runFailed, 'ERR_NOTIFY_SEND_FAILED');
+      expect(err.message).toMatch(/: HTTP 404: Cannot POST …$/);
+      const runId = Number(/run (\d+) stopped/.exec(err.message)![1]);
+      failedRuns.push(runId);
+      expect((await sendsOf(env, runId))[0]!.last_error).toBe('HTTP 404: Cannot POST …');
+      hook.script([]);
+      await cli(['runs', 'rollback', String(runId), '--yes', '--json']);
+    });
+
     it('the webhook URL appears nowhere: not in any output, the audit trail, runs show, the run records or the sends', async () => {
       const runs = (await cli(['runs', 'list', '--json'])).json.runs as Array<{ id: number }>;
-      expect(failedRuns).toHaveLength(2);
+      expect(failedRuns).toHaveLength(3);
       for (const id of failedRuns) {
         await cli(['runs', 'show', String(id)]);
         await cli(['runs', 'show', String(id), '--json']);

@@ -102,6 +102,37 @@ describe('findings files', () => {
     expect(parseFindings('{"jti":"a"}').problems).toEqual([]);
   });
 
+  it('shows input in its messages escaped, so a line of terminal escapes cannot drive the terminal; refuses control characters in reasons', () => {
+    const { problems } = parseFindings(['\u001b[2J\u001b]0;pwned\u0007', '{"jti":"a","reason":"ok\\u001b[31m red"}', '{"jti":"b","reason":"bell\\u0007"}', '{"jti":"c","\\u001bx":1}', '{"jti":"d","exp":"\\u009b1m"}'].join('\n'));
+    expect(problems).toEqual([
+      "line 1: not valid JSON (Unexpected token '\\u001b')",
+      'line 2: reason contains control characters (a terminal would act on them when it is listed)',
+      'line 3: reason contains control characters (a terminal would act on them when it is listed)',
+      'line 4: unknown field "\\u001bx" (allowed: jti, sid|session, sub|user, fph|device or token, plus optional exp and reason)',
+      'line 5: exp must be a NumericDate (seconds since 1970), got "\\u009b1m"',
+    ]);
+    expect(problems.join('\n')).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+
+  it('refuses a token pasted into any field but "token", without repeating it, and a member given twice', () => {
+    const token = jwt.sign({ sub: 'u', jti: 'j' }, 'x');
+    const jwe = 'eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..aXZpdml2aXZpdg.Y2lwaGVydGV4dA.dGFndGFndGFndGFn';
+    const lines = [`{"jti":"${token}"}`, `{"sub":"${token}"}`, `{"sid":"${jwe}"}`, `{"fph":"${token}"}`, `{"jti":"a","reason":"${token}"}`, `{"user":"Bearer ${token}"}`, `{"token":"${token}"}`];
+    const { entries, problems } = parseFindings(lines.join('\n'));
+    expect(problems).toEqual([1, 2, 3, 4, 5, 6].map((n) => `line ${n}: this looks like a token; put it in "token"`));
+    expect(entries).toEqual([{ kind: 'jti', value: 'j' }]);
+
+    const twice = parseFindings(['{"jti":"a","jti":"b"}', '{"sub":"u","reason":"x","reason":"y"}', '{"jti":"c","j\\u0074i":"d"}', '{"jti":"ok","note":{"a":1,"a":2}}'].join('\n'));
+    expect(twice.problems.slice(0, 3)).toEqual([
+      'line 1: the member "jti" is given twice (JSON keeps only the last; give each once)',
+      'line 2: the member "reason" is given twice (JSON keeps only the last; give each once)',
+      'line 3: the member "jti" is given twice (JSON keeps only the last; give each once)',
+    ]);
+    expect(twice.problems[3]).toContain('unknown field "note"');
+    const array = parseFindings('[\n  {"jti": "a"},\n  "x",\n  {"jti": "b", "jti": "c"}\n]');
+    expect(array.problems).toEqual([expect.stringMatching(/^line 3: element 2: an entry must be/), 'line 4: element 3: the member "jti" is given twice (JSON keeps only the last; give each once)']);
+  });
+
   it('refuses a missing, an empty or a bad file with one error naming the file', () => {
     const refuse = (p: string) => {
       try {

@@ -90,6 +90,29 @@ describe('postWithRetries', () => {
     expect(refused.error).not.toContain('SECRETPATHTOKEN');
   });
 
+  it("keeps the webhook's credential out of errors built from a receiver's answer that echoes the request", async () => {
+    const url = new URL(server.url('/services/T000/B000/SECRETPATHTOKEN?key=QUERYSECRET99'));
+    const echoes: Array<(r: { path: string }) => string> = [
+      (r) => `Cannot POST ${r.path}`,
+      (r) => `<pre>Cannot POST ${decodeURIComponent(r.path).toLowerCase()}</pre>`,
+      (r) => JSON.stringify({ error: 'no such hook', url: `http://127.0.0.1${r.path}`.replaceAll('/', '\\/') }),
+      // A long body whose cut would fall inside the secret.
+      (r) => `${'x'.repeat(190)}${r.path}`,
+    ];
+    for (const echo of echoes) {
+      server.reply = (r) => ({ status: 404, body: echo(r) });
+      const res = await postWithRetries(url, message, fast);
+      expect(res).toMatchObject({ ok: false, attempts: 1, status: 404 });
+      for (const secret of ['SECRETPATHTOKEN', 'SECRETPATH', 'secretpath', 'QUERYSECRET', 'querysecret']) expect(res.error).not.toContain(secret);
+      expect(res.error!.length).toBeLessThanOrEqual(400);
+    }
+    server.reply = () => ({ status: 404, body: 'Cannot POST /services/T000/B000/SECRETPATHTOKEN?key=QUERYSECRET99\u001b[2J\u0007' });
+    expect((await postWithRetries(url, message, fast)).error).toBe('HTTP 404: Cannot POST …\\u001b[2J\\u0007');
+    server.reply = (r) => ({ status: 400, body: JSON.stringify({ err: 'invalid_request', description: `unknown endpoint ${r.path}` }) });
+    expect((await postWithRetries(url, message, fast, judgeSetResponse)).error).toBe('the receiver rejected the SET: invalid_request (unknown endpoint …)');
+    server.script([]);
+  });
+
   it('reads Retry-After as seconds or as an HTTP date', () => {
     const now = Date.parse('2026-01-01T00:00:00Z');
     expect(parseRetryAfter('3', now)).toBe(3000);
@@ -147,6 +170,30 @@ describe('notification settings', () => {
       expect(message).not.toContain('SECRETXYZ');
     }
     expect(oncallWebhook(raw({ oncallWebhookUrl: 'https://hooks.slack.com/services/T0/B0/X' })).host).toBe('hooks.slack.com');
+  });
+
+  it('a webhook with credentials, or on plain http:// to another machine, is refused without being echoed; http:// to loopback is taken', () => {
+    const refusal = (url: string) => {
+      try {
+        oncallWebhook(raw({ oncallWebhookUrl: url }));
+      } catch (error) {
+        expect(error).toMatchObject({ code: 'ERR_CONFIG_INVALID' });
+        expect(`${(error as Error).message} ${(error as { hint?: string }).hint}`).not.toContain('SECRETXYZ');
+        return (error as Error).message;
+      }
+      throw new Error(`${url} was accepted`);
+    };
+    expect(refusal('https://ops:SECRETXYZ@hooks.example/services/T0/B0/SECRETXYZ')).toContain('holds credentials (user:password@)');
+    expect(refusal('https://ops@hooks.example/services/T0/B0/SECRETXYZ')).toContain('holds credentials');
+    for (const url of ['http://hooks.example/services/SECRETXYZ', 'http://10.0.0.7/SECRETXYZ', 'http://127.0.0.2/SECRETXYZ', 'http://localhost.example/SECRETXYZ']) {
+      expect(refusal(url)).toContain('must be https:// (plain http:// only to 127.0.0.1, ::1 or localhost)');
+    }
+    for (const url of ['http://127.0.0.1:8080/hook', 'http://[::1]:8080/hook', 'http://LOCALHOST/hook', 'https://hooks.example/hook']) {
+      expect(oncallWebhook(raw({ oncallWebhookUrl: url })).href).toBe(new URL(url).href);
+    }
+    const receivers = (url: string) => () => setReceivers(raw({ setReceivers: { source: 'JWTIR_SET_RECEIVERS', value: [{ url, audience: 'rp' }] } }));
+    expect(receivers('http://rp.example/push')).toThrow('JWTIR_SET_RECEIVERS[0].url must be https:// (plain http:// only to 127.0.0.1, ::1 or localhost)');
+    expect(receivers('http://[::1]:9/push')()).toEqual([{ url: 'http://[::1]:9/push', audience: 'rp' }]);
   });
 
   it('receivers: every problem at once, credentials in URLs refused, duplicates refused', () => {

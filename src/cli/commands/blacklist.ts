@@ -2,6 +2,7 @@ import { parseDuration } from '../../config/duration.js';
 import { EntryInvalidError, InvalidDurationError, NotBlacklistedError, UsageError } from '../../errors.js';
 import { countKinds, entrySet, KIND_NAMES, listBlacklist, MAX_VALUE_BYTES, notBlacklisted, valueProblem, valuesOf, type BlacklistEntry, type BlacklistKind } from '../../state/blacklist.js';
 import { holdInputSet, saveInputSet, type InputSet } from '../../state/input-sets.js';
+import { printable, refuseControlChars } from '../../lib/printable.js';
 import { assertKnownUsers } from '../../state/users.js';
 import type { CommandContext } from '../context.js';
 import { readFindingsFile } from '../findings.js';
@@ -41,6 +42,7 @@ export async function add(ctx: CommandContext, o: AddOptions): Promise<void> {
   if (o.reason !== undefined && (o.reason === '' || Buffer.byteLength(o.reason) > MAX_VALUE_BYTES)) {
     throw new UsageError(`--reason must be 1 to ${MAX_VALUE_BYTES} bytes`);
   }
+  if (o.reason !== undefined) refuseControlChars(o.reason, '--reason');
   const db = (await ctx.backends()).db;
   const users = valuesOf(set.items, 'user');
   if (!o.allowUnknown) {
@@ -68,15 +70,18 @@ export async function remove(ctx: CommandContext, o: SelectorOptions): Promise<v
 export async function list(ctx: CommandContext, o: { kind?: string; limit?: string }): Promise<void> {
   const kind = o.kind === undefined ? undefined : (Object.entries(KIND_NAMES).find(([, name]) => name === o.kind)?.[0] as BlacklistKind | undefined);
   const limit = o.limit === undefined ? 100 : parseIntStrict(o.limit, '--limit');
+  // 0 would list nothing and print "the blacklist is empty" while entries are live.
+  if (limit < 1) throw new UsageError(`--limit must be at least 1, got ${limit}`, { hint: 'give how many entries to show, for example --limit 1000' });
   const { total, entries } = await listBlacklist((await ctx.backends()).db, { ...(kind ? { kind } : {}), limit });
   ctx.out.result({ total, entries }, () => {
     if (entries.length === 0) return o.kind ? `no ${o.kind} is blacklisted` : 'the blacklist is empty';
+    // Entries stored before their text was checked are shown escaped all the same.
     const rows = entries.map((e) => [
       e.kind,
-      e.kind === 'device' ? `${e.value.slice(0, 12)}…` : e.value,
+      e.kind === 'device' ? `${e.value.slice(0, 12)}…` : printable(e.value),
       e.expiresAt?.toISOString() ?? null,
       e.expiryRule,
-      e.reason,
+      e.reason === null ? null : printable(e.reason),
       e.runId,
     ]);
     const more = total > entries.length ? ctx.out.color.dim(`\n${entries.length} of ${total} shown (newest first); --limit shows more`) : '';

@@ -1,4 +1,5 @@
 import { NoMatchError, UsageError } from '../../errors.js';
+import { refuseControlChars } from '../../lib/printable.js';
 import { assertKnownUsers } from '../../state/users.js';
 import { describeSelection } from '../../runbook/actions/logout.js';
 import { getKey } from '../../state/keys.js';
@@ -15,6 +16,7 @@ import { runRunbook } from '../run-runbook.js';
  */
 export async function logout(ctx: CommandContext, o: SelectorFlags & { dryRun?: boolean; notify?: boolean; reason?: string }): Promise<void> {
   if (o.reason !== undefined && !o.notify) throw new UsageError('--reason is what --notify tells the users: add --notify, or leave --reason out', { hint: 'nothing was changed' });
+  if (o.reason !== undefined) refuseControlChars(o.reason, '--reason');
   const sel = parseSelection(o);
   const { db } = await ctx.backends();
   await assertSelectable(db, sel);
@@ -37,7 +39,7 @@ async function assertSelectable(db: Queryable, sel: Selection): Promise<void> {
   if (sessions === 0) {
     throw new NoMatchError(`no live sessions match: ${describeSelection(sel)}`, {
       hint: sel.suspicious
-        ? 'no alert since then names a live session; widen --since, or see `jwtir alerts --since 24h`'
+        ? 'no alert since then names a live session of the ledger (alerts on forged tokens without one log nobody out: the guards already deny those tokens); widen --since, or see `jwtir alerts --since 24h`'
         : 'check the selectors against `jwtir sessions list --user <sub>`; nothing was changed',
     });
   }

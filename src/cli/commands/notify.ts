@@ -9,6 +9,7 @@ import type { Queryable } from '../../store/db.js';
 import type { CommandContext } from '../context.js';
 import { parseIntStrict } from '../parse.js';
 import { runRunbook } from '../run-runbook.js';
+import { refuseControlChars } from '../../lib/printable.js';
 
 interface AudienceOptions {
   user?: string[];
@@ -119,5 +120,6 @@ function text(value: string | undefined, what: string): string | null {
   if (value === undefined) return null;
   if (value.trim() === '') throw new UsageError(`${what} is empty`);
   if (value.length > MAX_TEXT) throw new UsageError(`${what} is ${value.length} characters long; at most ${MAX_TEXT}`);
+  refuseControlChars(value, what);
   return value;
 }

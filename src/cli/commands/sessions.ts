@@ -3,6 +3,7 @@ import type { CommandContext } from '../context.js';
 import { table } from '../render.js';
 import { runRunbook } from '../run-runbook.js';
 import { assertKnownUsers } from '../../state/users.js';
+import { quote } from '../../lib/printable.js';
 
 type Status = 'active' | 'revoked' | 'ended' | 'expired';
 
@@ -87,7 +88,7 @@ export async function revoke(ctx: CommandContext, sid: string, o: { dryRun?: boo
   const { db } = await ctx.backends();
   const [row] = await db.query<{ sub: string }>('SELECT sub FROM sessions WHERE sid = $1', [sid]);
   if (!row) {
-    throw new UnknownSessionError(`no session "${sid}" in the session ledger`, {
+    throw new UnknownSessionError(`no session ${quote(sid)} in the session ledger`, {
       hint: 'list a user\'s sessions with `jwtir sessions list --user <sub> --all`; nothing was changed',
     });
   }

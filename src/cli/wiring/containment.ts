@@ -22,7 +22,7 @@ export function registerContainment(program: Command): void {
     .option('--cohort <list>', 'users in these cohorts 0..99, e.g. 0-9,42')
     .option('--device <fph>', 'sessions on this device (fingerprint hash)')
     .option('--issued-before <time>', 'tokens issued before this time: ISO 8601 (2026-12-04T06:00:00Z) or a duration ago (2h)')
-    .option('--suspicious', 'sessions the guards raised an alert on')
+    .option('--suspicious', 'ledger sessions the guards raised an alert on (an alert naming no ledger session, e.g. a forged token without a session id, ends nothing)')
     .option('--since <duration>', 'with --suspicious: alerts this recent (default 24h)')
     .optionsGroup('Options:')
     .option('--notify', "tell each logged-out user why: a forced_logout row in the outbox the service's mailer reads")

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { InvalidStateError } from '../../errors.js';
 import { endByKey, endSession, endSessions, endUsers, restoreStep, type LogoutOutcome, type StepRef } from '../../state/logout.js';
-import { countSelection, mechanismOf, type Mechanism, type Selection } from '../../state/selection.js';
+import { countAlertsWithoutSession, countSelection, mechanismOf, type Mechanism, type Selection } from '../../state/selection.js';
 import type { Backends } from '../../store/open.js';
 import { defineAction, type ActionContext, type BlastRadius } from './action.js';
 
@@ -52,7 +52,9 @@ function logoutAction(name: string, mechanism: Mechanism, how: string, end: (b: 
     },
     async impact(backends, raw): Promise<BlastRadius> {
       const sel = selectionInput.parse(raw);
-      return { ...(await countSelection(backends.db, sel)), note: 'they must log in again' };
+      const ignored = sel.suspicious && sel.alertsSince ? await countAlertsWithoutSession(backends.db, sel.alertsSince) : 0;
+      const why = ignored ? `; ${ignored} alert${ignored === 1 ? '' : 's'} name no ledger session (forged tokens, already denied) and end nothing` : '';
+      return { ...(await countSelection(backends.db, sel)), note: `they must log in again${why}` };
     },
   });
 }

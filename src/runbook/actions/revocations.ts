@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { liftRevocations, restoreLifted, stepTag } from '../../state/revocations.js';
+import { claimLifted, liftRevocations, restoreLifted, stepTag } from '../../state/revocations.js';
 import { REVOCATION_KINDS } from '../../store/hot/hot-store.js';
 import { defineAction } from './action.js';
 
@@ -16,9 +16,7 @@ export const revocationsLiftOwn = defineAction({
   async apply(ctx) {
     const { db, hot } = ctx.backends;
     const tag = stepTag(ctx.runId, `undo:${ctx.step}`);
-    // Rows another step lifted meanwhile (a `blacklist remove`) become this undo's: undoing that
-    // remove later must not bring back what this step no longer stands for.
-    await db.query('UPDATE revocations SET lifted_by = $1 WHERE run_id = $2 AND step = $3 AND lifted_at IS NOT NULL', [tag, ctx.runId, ctx.step]);
+    await claimLifted(db, tag, ctx.runId, ctx.step);
     let values = 0;
     for (const kind of REVOCATION_KINDS) {
       values += (await liftRevocations(db, hot, kind, tag, 'run_id = $3 AND step = $4', [ctx.runId, ctx.step])).length;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { subjectsSetBy, syncWatermarks } from '../../state/watermarks.js';
+import { clearOwnWatermarks, subjectsSetBy, syncWatermarks } from '../../state/watermarks.js';
 import { defineAction } from './action.js';
 
 /**
@@ -52,9 +52,7 @@ export const watermarksClear = defineAction({
   describe: (i) => `clear the ${i.scope} watermarks this step set`,
   async apply(ctx, i) {
     const db = ctx.backends.db;
-    // Cleared, not deleted: run again (a crash, a failed push), it still knows whom to push. A row
-    // another step cleared meanwhile (`blacklist remove --user`) is no longer that step's to restore.
-    await db.query('UPDATE watermarks SET cleared_at = coalesce(cleared_at, now()), cleared_by = NULL WHERE scope = $1 AND run_id = $2 AND step = $3', [i.scope, ctx.runId, ctx.step]);
+    await clearOwnWatermarks(db, ctx.runId, ctx.step, i.scope);
     const subjects = await subjectsSetBy(db, i.scope, ctx.runId, ctx.step);
     await syncWatermarks(db, ctx.backends.hot, i.scope, subjects);
     return {};
