@@ -8,6 +8,7 @@ import * as m005 from './migrations/005-notify.js';
 import * as m006 from './migrations/006-lifting.js';
 import * as m007 from './migrations/007-sessions.js';
 import * as m008 from './migrations/008-blacklist.js';
+import * as m009 from './migrations/009-ledger-import.js';
 
 /** Ordered, append-only. A released migration is never edited; add a new one instead. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -19,6 +20,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 6, name: 'lifting', sql: m006.sql },
   { version: 7, name: 'sessions', sql: m007.sql },
   { version: 8, name: 'blacklist', sql: m008.sql },
+  { version: 9, name: 'ledger-import', sql: m009.sql },
 ];
 
 /**
