@@ -116,6 +116,10 @@ async function readNdjson(file: string, size: number, from: FileMark | null, map
         line++;
       } else take(buf.toString('utf8', at, nl > at && buf[nl - 1] === 13 ? nl - 1 : nl));
       at = nl + 1;
+      if (good.length >= BATCH) {
+        await sink.rows(good);
+        good = [];
+      }
     }
     base += at;
     carry = at < buf.length ? buf.subarray(at) : null;
@@ -124,10 +128,6 @@ async function readNdjson(file: string, size: number, from: FileMark | null, map
       skipping = true;
     }
     if (skipping) carry = null;
-    if (good.length >= BATCH) {
-      await sink.rows(good);
-      good = [];
-    }
     sink.progress(base, size, 'bytes');
   }
   const lines = line;
