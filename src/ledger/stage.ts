@@ -24,8 +24,8 @@ export class Stage implements Sink {
   problemCount = 0;
   private chunk = emptyChunk();
   private chunks = 0;
-  /** The previous chunk's insert, still running while the source reads on. */
-  private inflight: Promise<void> = Promise.resolve();
+  /** The batch the database is working on while the source reads the next. */
+  private tail: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly db: Queryable,
@@ -34,10 +34,23 @@ export class Stage implements Sink {
     private readonly onProgress: Sink['progress'] = () => {},
   ) {}
 
+  /**
+   * Takes a batch without waiting for the database to finish with it: its lookup (and chunk
+   * insert) runs while the source parses the next batch. The batch before must be done first,
+   * so at most one is in the database's hands and memory stays bounded.
+   */
   async rows(rows: ImportRow[], opts: { prefiltered?: boolean } = {}): Promise<void> {
     if (rows.length === 0) return;
+    await this.tail;
     this.rowCount += rows.length;
-    const { known, other } = opts.prefiltered ? { known: new Set<string>(), other: [] } : await this.lookup(rows.map((r) => r.sid));
+    const p = this.take(rows, opts.prefiltered === true);
+    // Awaited by the next batch or by finish; a handler now keeps a failure from being "unhandled" meanwhile.
+    p.catch(() => {});
+    this.tail = p;
+  }
+
+  private async take(rows: ImportRow[], prefiltered: boolean): Promise<void> {
+    const { known, other } = prefiltered ? { known: new Set<string>(), other: [] } : await this.lookup(rows.map((r) => r.sid));
     this.chunk.seen.push(...other);
     const write = this.importId !== null && this.problemCount === 0;
     const c = this.chunk;
@@ -81,8 +94,8 @@ export class Stage implements Sink {
 
   /** Writes what is left; resolves once every chunk is stored. */
   async finish(): Promise<void> {
+    await this.tail;
     if (this.importId !== null && this.problemCount === 0 && (this.chunk.sid.length > 0 || this.chunk.seen.length > 0)) await this.flush();
-    await this.inflight;
   }
 
   /**
@@ -98,15 +111,10 @@ export class Stage implements Sink {
     return { known: new Set(rows.map((r) => r.sid)), other: rows.filter((r) => r.other).map((r) => r.sid) };
   }
 
-  /** One insert at a time, overlapping the reading of the next chunk. */
   private async flush(): Promise<void> {
-    await this.inflight;
     const chunk = this.chunk;
     this.chunk = emptyChunk();
-    const p = insertChunk(this.db, this.importId!, this.chunks++, chunk);
-    // Awaited by the next flush or finish; a handler now keeps a failure from being "unhandled" meanwhile.
-    p.catch(() => {});
-    this.inflight = p;
+    await insertChunk(this.db, this.importId!, this.chunks++, chunk);
   }
 }
 

@@ -113,30 +113,42 @@ export interface MergeResult {
   mark: Mark | null;
 }
 
+/** Staged chunks merged per statement: each stays well inside the database client's query timeout. */
+const CHUNKS_PER_STATEMENT = 10;
+
 /**
  * Moves an import's staged rows into the ledger in one transaction: new session ids are added,
  * tagged with the run; ones the ledger has are left as they are (their first record stands);
  * the source's mark moves on; the staged chunks go. Applied again (a resume), it returns what
  * the first application recorded.
  */
-export async function mergeImport(db: Db, id: string, runId: number, step: string): Promise<MergeResult> {
+export async function mergeImport(db: Db, id: string, runId: number, step: string, progress: (rows: number) => void = () => {}): Promise<MergeResult> {
   return db.transaction(async (tx) => {
     const [locked] = await tx.query<{ merged: boolean }>('SELECT merged_at IS NOT NULL AS merged FROM ledger_imports WHERE id = $1 FOR UPDATE', [id]);
     const rec = await getImport(tx, id);
     if (!locked?.merged) {
       if (rec.runId !== null && rec.runId !== runId) throw new InvalidStateError(`import ${id} belongs to run ${rec.runId}`);
-      const [ins] = await tx.query<{ n: number }>(
-        `WITH ins AS (
-           INSERT INTO sessions (sid, sub, kid, roles, fph, issued_at, expires_at, source, cohort, device, place, import_run)
-           SELECT u.sid, u.sub, $2, u.roles::text[], u.fph, to_timestamp(u.iat / 1000.0), to_timestamp(u.exp / 1000.0), $3, u.cohort, u.device, u.place, $4
-           FROM ledger_staging st,
-             unnest(st.sid, st.sub, st.roles, st.fph, st.issued_ms, st.expires_ms, st.cohort, st.device, st.place) AS u(sid, sub, roles, fph, iat, exp, cohort, device, place)
-           WHERE st.import_id = $1
-           ON CONFLICT (sid) DO NOTHING
-           RETURNING 1)
-         SELECT count(*)::int AS n FROM ins`,
-        [id, rec.kid, `import:${rec.kind}`, runId],
-      );
+      const chunks = await tx.query<{ chunk: number; n: number }>('SELECT chunk, cardinality(sid) AS n FROM ledger_staging WHERE import_id = $1 ORDER BY chunk', [id]);
+      let added = 0;
+      let done = 0;
+      for (let i = 0; i < chunks.length; i += CHUNKS_PER_STATEMENT) {
+        const part = chunks.slice(i, i + CHUNKS_PER_STATEMENT);
+        const [ins] = await tx.query<{ n: number }>(
+          `WITH ins AS (
+             INSERT INTO sessions (sid, sub, kid, roles, fph, issued_at, expires_at, source, cohort, device, place, import_run)
+             SELECT u.sid, u.sub, $2, u.roles::text[], u.fph, to_timestamp(u.iat / 1000.0), to_timestamp(u.exp / 1000.0), $3, u.cohort, u.device, u.place, $4
+             FROM ledger_staging st,
+               unnest(st.sid, st.sub, st.roles, st.fph, st.issued_ms, st.expires_ms, st.cohort, st.device, st.place) AS u(sid, sub, roles, fph, iat, exp, cohort, device, place)
+             WHERE st.import_id = $1 AND st.chunk = ANY($5::int[])
+             ON CONFLICT (sid) DO NOTHING
+             RETURNING 1)
+           SELECT count(*)::int AS n FROM ins`,
+          [id, rec.kid, `import:${rec.kind}`, runId, part.map((c) => c.chunk)],
+        );
+        added += ins!.n;
+        done += part.reduce((sum, c) => sum + Number(c.n), 0);
+        progress(done);
+      }
       await tx.query(
         `UPDATE sessions s SET import_seen_run = $2
          FROM (SELECT DISTINCT unnest(seen) AS sid FROM ledger_staging WHERE import_id = $1) k
@@ -149,9 +161,9 @@ export async function mergeImport(db: Db, id: string, runId: number, step: strin
          ON CONFLICT (id) DO UPDATE SET description = EXCLUDED.description, mark = EXCLUDED.mark, updated_at = now()`,
         [rec.sourceId, rec.kind, rec.description, json(advanceMark(current, rec.markBefore, rec.markAfter))],
       );
-      await tx.query('UPDATE ledger_imports SET run_id = $2, step = $3, merged_at = now(), new_sessions = $4 WHERE id = $1', [id, runId, step, ins!.n]);
+      await tx.query('UPDATE ledger_imports SET run_id = $2, step = $3, merged_at = now(), new_sessions = $4 WHERE id = $1', [id, runId, step, added]);
       await tx.query('DELETE FROM ledger_staging WHERE import_id = $1', [id]);
-      rec.newSessions = ins!.n;
+      rec.newSessions = added;
     }
     return { read: rec.rows, new: rec.newSessions!, known: rec.rows - rec.newSessions!, mark: rec.markAfter };
   });

@@ -25,8 +25,9 @@ export const ledgerImport = defineAction({
   describe: (i) => `add the sessions among ${i.rows} rows read from ${i.source} to the ledger as signed by ${i.kid}`,
   async apply(ctx, i) {
     const { db, hot } = ctx.backends;
-    ctx.progress(`merging ${i.rows.toLocaleString('en-US')} rows into the session ledger`, { done: 0, total: i.rows });
-    const merged = await mergeImport(db, i.import, ctx.runId, ctx.step);
+    const merging = `merging ${i.rows.toLocaleString('en-US')} rows into the session ledger`;
+    ctx.progress(merging, { done: 0, total: i.rows });
+    const merged = await mergeImport(db, i.import, ctx.runId, ctx.step, (done) => ctx.progress(merging, { done, total: i.rows }));
     ctx.progress(`${merged.new.toLocaleString('en-US')} new sessions, ${merged.known.toLocaleString('en-US')} known`, { done: i.rows, total: i.rows });
     // Checked after the merge committed: a key flagged meanwhile pushed its whole ledger, these rows included.
     const key = await findKey(db, i.kid);
