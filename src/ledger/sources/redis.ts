@@ -30,12 +30,14 @@ export function redisSource(pattern: string, url: string): Source {
     identity: `${withoutPassword(url)}\n${pattern}`,
     async read(mapping, _mark, sink) {
       const client = new Redis(url, { lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 1, retryStrategy: () => null });
-      client.on('error', () => {});
+      // ioredis rejects connect() with "Connection is closed."; the reason is in its error event.
+      let reason: Error | undefined;
+      client.on('error', (error: Error) => (reason ??= error));
       try {
         await client.connect();
       } catch (error) {
         client.disconnect();
-        throw new LedgerSourceUnreachableError(`cannot connect to the source Redis ${masked}: ${maskUrlsIn((error as Error).message, [url])}`, {
+        throw new LedgerSourceUnreachableError(`cannot connect to the source Redis ${masked}: ${maskUrlsIn((reason ?? (error as Error)).message, [url])}`, {
           hint: 'check --source-redis-url (a password goes in the variable named by --source-redis-url-env)',
         });
       }
