@@ -51,9 +51,9 @@ export class Stage implements Sink {
 
   private async take(rows: ImportRow[], prefiltered: boolean): Promise<void> {
     const { known, other } = prefiltered ? { known: new Set<string>(), other: [] } : await this.lookup(rows.map((r) => r.sid));
-    this.chunk.seen.push(...other);
     const write = this.importId !== null && this.problemCount === 0;
     const c = this.chunk;
+    if (write) c.seen.push(...other);
     for (const r of rows) {
       if (known.has(r.sid)) {
         this.known++;
@@ -72,14 +72,18 @@ export class Stage implements Sink {
       c.place.push(r.place);
       c.cohort.push(cohortOf(r.sub));
     }
-    if (write && c.sid.length >= CHUNK_ROWS) await this.flush();
+    if (write && (c.sid.length >= CHUNK_ROWS || c.seen.length >= CHUNK_ROWS)) await this.flush();
   }
 
   async skipKnown(sids: string[]): Promise<Set<string>> {
+    await this.tail;
     const { known, other } = await this.lookup(sids);
     this.rowCount += known.size;
     this.known += known.size;
-    this.chunk.seen.push(...other);
+    if (this.importId !== null && this.problemCount === 0) {
+      this.chunk.seen.push(...other);
+      if (this.chunk.seen.length >= CHUNK_ROWS) await this.flush();
+    }
     return known;
   }
 

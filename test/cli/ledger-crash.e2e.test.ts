@@ -79,6 +79,28 @@ describeBackend(freshCase('postgres+redis', 'ledger_crash'), 'ledger import kill
   });
 });
 
+describeBackend(freshCase('postgres+redis', 'ledger_undo'), 'ledger import undo and other sources', () => {
+  it('a rollback keeps the sessions another source read since; undoing that import then removes them', async () => {
+    const { env } = freshCase('postgres+redis', 'ledger_undo');
+    await runOk(['keys', 'import', '--kid', 'legacy', '--alg', 'HS256', '--secret-env', 'JWT_SECRET', '--json'], { env: { ...env, JWT_SECRET: secret } });
+    // A second export that overlaps the first in 10 sessions and adds 5 of its own.
+    const other = path.join(path.dirname(FILE), 'other.csv');
+    writeFileSync(other, ['sid,sub,issued_at,expires_at', ...fileSessions.slice(0, 10).map((x) => `${x.sid},${x.sub},${x.issued_at},${x.expires_at}`), ...[1, 2, 3, 4, 5].map((i) => `o-${i},other-${i},${NOW - 60},${NOW + 600}`)].join('\n') + '\n');
+    const first = await runOk(IMPORT, { env });
+    const second = await runOk(['ledger', 'import', '--from-file', other, '--kid', 'legacy', '--yes', '--json'], { env });
+    expect(second.json.steps[0].outputs).toMatchObject({ read: 15, new: 5, known: 10 });
+
+    const undoFirst = await runOk(['runs', 'rollback', String(first.json.runId), '--yes', '--json'], { env });
+    expect(undoFirst.json.steps[0].state).toBe('rolled_back');
+    const sids = async () => withState(env, async (b) => (await b.db.query<{ sid: string }>('SELECT sid FROM sessions ORDER BY sid')).map((r) => r.sid));
+    expect(await sids()).toEqual([...fileSessions.slice(0, 10).map((x) => x.sid), 'o-1', 'o-2', 'o-3', 'o-4', 'o-5'].sort());
+    await runOk(['runs', 'rollback', String(second.json.runId), '--yes', '--json'], { env });
+    expect(await sids()).toEqual([]);
+    const undone = await withState(env, (b) => b.db.query<{ removed: number; kept: number }>('SELECT removed::int, kept::int FROM ledger_imports ORDER BY created_at'));
+    expect(undone).toEqual([{ removed: 290, kept: 10 }, { removed: 15, kept: 0 }]);
+  });
+});
+
 interface FinalState {
   sessions: number;
   ledger: string;
