@@ -13,15 +13,16 @@ type Row = Record<string, unknown>;
 
 /**
  * A query against the service's own Postgres, read through a server-side cursor in a read-only
- * transaction: the import never holds the result in memory, and a query that would write is refused.
+ * transaction: the import never holds the result in memory, and a query that would write is
+ * refused. Every statement goes through the extended protocol, which runs exactly one.
  * A re-run reads only rows at or after the mark: `SELECT * FROM (<query>) q WHERE q.<issued_at> >= $1`
  * (at, not after: rows stamped in the mark's own instant may have committed later; they count as known).
  */
 export function sqlSource(query: string, url: string): Source {
   const text = query.trim().replace(/;\s*$/, '');
-  if (text === '' || text.includes(';')) {
-    throw new LedgerSourceError(`--from-sql must be one query${text === '' ? '' : ' (it contains ";")'}`, { hint: "give a single SELECT, e.g. --from-sql 'SELECT id, user_id, created_at, expires_at FROM sessions'" });
-  }
+  if (text === '') throw new LedgerSourceError('--from-sql is empty', { hint: "give a single SELECT, e.g. --from-sql 'SELECT id, user_id, created_at, expires_at FROM sessions'" });
+  // On lines of their own, so a trailing -- comment in the query cannot swallow the wrapper.
+  const wrapped = `SELECT * FROM (\n${text}\n) q`;
   const masked = maskUrl(url);
   const shown = text.length > 300 ? `${text.slice(0, 300)}…` : text;
   return {
@@ -51,14 +52,16 @@ export function sqlSource(query: string, url: string): Source {
         await client.query('BEGIN TRANSACTION READ ONLY');
         let columns: string[];
         try {
-          columns = (await client.query(`SELECT * FROM (${text}) q LIMIT 0`)).fields.map((f) => f.name);
+          // The extended protocol takes exactly one statement: "x) q; COMMIT; DELETE …" cannot escape the wrapper.
+          const probe = { text: `${wrapped} LIMIT 0`, queryMode: 'extended' } as pg.QueryConfig;
+          columns = (await client.query(probe)).fields.map((f) => f.name);
         } catch (error) {
           throw fail(error, 'the source query failed');
         }
         const bound = bindMapping(mapping, (c) => columns.includes(c), { columns, what: 'the query returns', noun: 'column' });
         const get = buildGetters<Row>(bound, (c) => (row) => row[c], {}, Date.now());
         const incremental = mark && 'at' in mark && bound.issued_at && !bound.issued_at.startsWith('@');
-        const sql = incremental ? `SELECT * FROM (${text}) q WHERE q.${pg.escapeIdentifier(bound.issued_at!)} >= $1` : `SELECT * FROM (${text}) q`;
+        const sql = incremental ? `${wrapped} WHERE q.${pg.escapeIdentifier(bound.issued_at!)} >= $1` : wrapped;
         const cursor = client.query(new Cursor<Row>(sql, incremental ? [(mark as SqlMark).value] : []));
         let n = 0;
         let top: { ms: number; value: string } | null = null;
