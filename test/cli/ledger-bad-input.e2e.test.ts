@@ -28,7 +28,7 @@ for (const c of backendCases('ledger_bad', ['postgres+redis', 'embedded'])) {
     const env = c.env;
     const schema = `app_bad_${randomBytes(4).toString('hex')}`;
     const prefix = `sess-bad-${randomBytes(4).toString('hex')}:`;
-    const redis = new Redis(REDIS_URL);
+    let redis: Redis | undefined;
     let before: Awaited<ReturnType<typeof snapshot>>;
 
     async function snapshot() {
@@ -53,6 +53,7 @@ for (const c of backendCases('ledger_bad', ['postgres+redis', 'embedded'])) {
       await seedLedger(env, legacyService(secret, 'legacy', 20, { tokenFor: () => false }).sessions);
       await createSessionsTable(schema);
       await insertSessions(schema, ['alice', 'bob'], () => 60);
+      redis = new Redis(REDIS_URL);
       const cookie = { originalMaxAge: 3_600_000, expires: new Date(Date.now() + 3_600_000).toISOString() };
       await redis.set(`${prefix}good`, JSON.stringify({ cookie, userId: 'alice' }));
       await redis.set(`${prefix}broken`, '{"cookie": {"originalMaxAge": 3600000');
@@ -61,8 +62,8 @@ for (const c of backendCases('ledger_bad', ['postgres+redis', 'embedded'])) {
     });
 
     afterAll(async () => {
-      await redis.del(`${prefix}good`, `${prefix}broken`);
-      redis.disconnect();
+      await redis?.del(`${prefix}good`, `${prefix}broken`);
+      redis?.disconnect();
       await sql(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     });
 
