@@ -5,10 +5,11 @@
  */
 export const sql = `
 -- The run that added a session, and the latest import run of another source that read it again:
--- an import's undo removes only what it added and no other source has vouched for since.
+-- an import's undo removes only what it added and no other source has vouched for since. Not
+-- indexed: an index would cost every imported row its upkeep (a tenth of a million-row merge),
+-- while only an undo and the push to the guards look rows up by it, each in one pass.
 ALTER TABLE sessions ADD COLUMN import_run bigint;
 ALTER TABLE sessions ADD COLUMN import_seen_run bigint;
-CREATE INDEX sessions_import_run ON sessions (import_run) WHERE import_run IS NOT NULL;
 
 -- One row per source (a hash of its kind, query / file / pattern, URL without password, key and
 -- mapping) with the high-water mark the next import starts from: {"at","value"} for SQL,
