@@ -1,12 +1,11 @@
 import { hasPassword } from '../../config/settings.js';
-import { LedgerSourceError, SecretInArgvError, UsageError } from '../../errors.js';
+import { LedgerSourceError, LockHeldError, SecretInArgvError, UsageError } from '../../errors.js';
 import { FIELDS, resolveMapping } from '../../ledger/fields.js';
 import { describeMark, stageImport } from '../../ledger/import.js';
 import type { Source } from '../../ledger/source.js';
 import { discardImport, importHasRun } from '../../ledger/store.js';
-import { activeRuns } from '../../state/runs.js';
 import { getKey, listKeys, type KeyRecord } from '../../state/keys.js';
-import { LockHeldError } from '../../errors.js';
+import { activeRuns } from '../../state/runs.js';
 import type { Db } from '../../store/db.js';
 import type { CommandContext } from '../context.js';
 import { runRunbook } from '../run-runbook.js';
