@@ -181,3 +181,27 @@ export class NotifySendFailedError extends JwtirError {
   override readonly code = 'ERR_NOTIFY_SEND_FAILED';
   override readonly exitCode = ExitCode.runFailed;
 }
+
+// --- ledger import (issue 5) ---
+
+/** The import's source cannot be read as given: no such file, a query Postgres rejects, a bad pattern, conflicting source flags. */
+export class LedgerSourceError extends UsageError {
+  override readonly code = 'ERR_LEDGER_SOURCE';
+}
+/** The service's database or Redis named as the source cannot be reached. */
+export class LedgerSourceUnreachableError extends JwtirError {
+  override readonly code = 'ERR_LEDGER_SOURCE_UNREACHABLE';
+  override readonly exitCode = ExitCode.unavailable;
+}
+/** A connection URL with a password on the command line, where every user of the machine can read it. */
+export class SecretInArgvError extends UsageError {
+  override readonly code = 'ERR_SECRET_IN_ARGV';
+}
+/** The mapping of ledger fields to the source's columns is malformed, or names a column the source does not have. */
+export class LedgerMappingError extends UsageError {
+  override readonly code = 'ERR_LEDGER_MAPPING';
+}
+/** Rows of the source that cannot be sessions (each listed with its line, row or key); nothing was imported. */
+export class LedgerRowsInvalidError extends UsageError {
+  override readonly code = 'ERR_LEDGER_ROWS_INVALID';
+}

@@ -3,6 +3,7 @@ import { printable } from '../lib/printable.js';
 import { action, command as cmd, EXIT_CODES } from './define.js';
 import { registerBlacklist } from './wiring/blacklist.js';
 import { registerContainment } from './wiring/containment.js';
+import { registerLedger } from './wiring/ledger.js';
 import { registerNotify } from './wiring/notify.js';
 import { registerTighten } from './wiring/tighten.js';
 
@@ -142,5 +143,6 @@ ${EXIT_CODES}`)
   registerContainment(program);
   registerBlacklist(program);
   registerNotify(program);
+  registerLedger(program);
   return program;
 }

@@ -128,7 +128,7 @@ function readConfigFile(explicit: string | undefined, cwd: string): z.infer<type
   return parsed.data;
 }
 
-function hasPassword(url: string): boolean {
+export function hasPassword(url: string): boolean {
   try {
     const u = new URL(url);
     return u.password !== '' || u.searchParams.has('password');

@@ -60,12 +60,15 @@ export async function longestLifetimeMs(db: Queryable, kid: string): Promise<num
 /**
  * Pushes the sessions (and their users) a key signed for to the hot store: the reference the
  * guard's forgery check uses once the key is compromised. Paged by session id, idempotent.
+ * `importRun` pushes only the sessions that ledger import run added.
  */
-export async function syncLedgerToHotStore(db: Queryable, hot: HotStore, kid: string, pageSize = 50_000): Promise<number> {
+export async function syncLedgerToHotStore(db: Queryable, hot: HotStore, kid: string, opts: { pageSize?: number; importRun?: number } = {}): Promise<number> {
+  const pageSize = opts.pageSize ?? 50_000;
+  const only = opts.importRun === undefined ? '' : `AND import_run = ${Number(opts.importRun)}`;
   let after = '';
   let total = 0;
   for (;;) {
-    const rows = await db.query<{ sid: string; sub: string }>('SELECT sid, sub FROM sessions WHERE kid = $1 AND sid > $2 ORDER BY sid LIMIT $3', [kid, after, pageSize]);
+    const rows = await db.query<{ sid: string; sub: string }>(`SELECT sid, sub FROM sessions WHERE kid = $1 ${only} AND sid > $2 ORDER BY sid LIMIT $3`, [kid, after, pageSize]);
     if (rows.length === 0) return total;
     await hot.putLedger(kid, rows.map((r) => r.sid), [...new Set(rows.map((r) => r.sub))]);
     total += rows.length;

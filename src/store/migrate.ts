@@ -8,6 +8,7 @@ import * as m005 from './migrations/005-notify.js';
 import * as m006 from './migrations/006-lifting.js';
 import * as m007 from './migrations/007-sessions.js';
 import * as m008 from './migrations/008-blacklist.js';
+import * as m009 from './migrations/009-ledger-import.js';
 import * as m010 from './migrations/010-user-marks.js';
 
 /** Ordered, append-only. A released migration is never edited; add a new one instead. */
@@ -20,6 +21,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 6, name: 'lifting', sql: m006.sql },
   { version: 7, name: 'sessions', sql: m007.sql },
   { version: 8, name: 'blacklist', sql: m008.sql },
+  { version: 9, name: 'ledger-import', sql: m009.sql },
   { version: 10, name: 'gate-users-and-policy-history', sql: m010.sql },
 ];
 
@@ -52,8 +54,9 @@ export async function migrate(db: Db, schema: string): Promise<number[]> {
 
 async function isCurrent(db: Db): Promise<boolean> {
   try {
-    const rows = await db.query<{ max: number | null }>('SELECT max(version) AS max FROM schema_migrations');
-    return rows[0]?.max === MIGRATIONS[MIGRATIONS.length - 1]!.version;
+    // Every version, not only the highest: a migration merged in below a newer one must still run.
+    const rows = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations WHERE version = ANY($1::int[])', [MIGRATIONS.map((m) => m.version)]);
+    return rows[0]?.n === MIGRATIONS.length;
   } catch {
     return false;
   }

@@ -2,6 +2,7 @@ import type { Action } from './action.js';
 import { BLACKLIST_ACTIONS } from './blacklist.js';
 import { NOTIFY_ACTIONS } from './notify.js';
 import { jwksPublish } from './jwks.js';
+import { LEDGER_ACTIONS } from './ledger.js';
 import { LOGOUT_ACTIONS } from './logout.js';
 import {
   keyActivate,
@@ -45,5 +46,6 @@ export const ACTIONS: ReadonlyMap<string, Action> = new Map(
     ...BLACKLIST_ACTIONS,
     ...NOTIFY_ACTIONS,
     ...LOGOUT_ACTIONS,
+    ...LEDGER_ACTIONS,
   ].map((a) => [a.name, a as Action]),
 );
