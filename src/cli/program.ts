@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { action, command as cmd, EXIT_CODES } from './define.js';
 import { registerBlacklist } from './wiring/blacklist.js';
 import { registerContainment } from './wiring/containment.js';
+import { registerGuard } from './wiring/guard.js';
 import { registerNotify } from './wiring/notify.js';
 import { registerTighten } from './wiring/tighten.js';
 
@@ -124,5 +125,6 @@ ${EXIT_CODES}`)
   registerContainment(program);
   registerBlacklist(program);
   registerNotify(program);
+  registerGuard(program);
   return program;
 }
