@@ -95,7 +95,7 @@ export async function startServeServer(opts: ServeServerOptions): Promise<ServeS
     if (route !== undefined) return check(res, route, req.headers);
     if (path === '/healthz') {
       const ok = guard.healthy && !draining;
-      const body = { status: draining ? 'draining' : ok ? 'ok' : 'store_unavailable', stateVersion: guard.version, policyVersion: guard.policyVersion };
+      const body = { status: draining ? 'draining' : ok ? 'ok' : 'store_unavailable', stateVersion: guard.version, policyVersion: guard.policyVersion, pid: process.pid };
       return finish(res, ok ? 200 : 503, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' }, JSON.stringify(body));
     }
     if (path === '/metrics') {

@@ -54,7 +54,9 @@ export async function serve(ctx: CommandContext, o: ServeFlags): Promise<void> {
     return;
   }
   const summary = await instance(ctx, p);
-  if (!cluster.isWorker) ctx.out.result(summary, () => undefined);
+  // A worker's IPC channel to its supervisor would keep it alive after the server closed.
+  if (cluster.isWorker) cluster.worker?.disconnect();
+  else ctx.out.result(summary, () => undefined);
 }
 
 async function openGuard(ctx: CommandContext, config: ServeConfig): Promise<{ guard: Guard; label: string }> {
