@@ -17,6 +17,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -184,6 +185,12 @@ server {
       log(`${p.name.padEnd(34)} ${fmt(p.rps).padStart(10)} ${ms(median(p.runs.map((r) => r.p50))).padStart(10)} ${ms(median(p.runs.map((r) => r.p99))).padStart(10)} ${String(bad).padStart(8)}  ${' '.repeat(15)}${cpu}`);
     }
     log(`(medians of ${ROUNDS} turns per path)`);
+    const metrics = await guardMetrics(guard, GUARD_SOCKET);
+    const answered = [...metrics.matchAll(/^jwtir_serve_answers_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    const connections = Number(/^jwtir_serve_connections_total (\d+)$/m.exec(metrics)?.[1] ?? NaN);
+    log(`guard serve answered ${fmt(answered)} checks over ${fmt(connections)} connections${SERVE_WORKERS > 1 ? ' (one worker\'s count)' : ''}`);
+    const guardCpu = median(paths[1].runs.map((r) => r.cpu[2]));
+    log(`guard serve spent ${guardCpu.toFixed(1)} µs of CPU per check: one worker fills one such core at about ${fmt(1e6 / guardCpu)} checks/s`);
     const ratio = paths[1].rps / paths[0].rps;
     const perTurn = paths[0].runs.map((u, i) => paths[1].runs[i].rps / u.rps);
     log('');
@@ -238,6 +245,19 @@ function startChild(children, bin, args, env, ready, stream) {
       clearTimeout(timer);
       reject(new Error(`${path.basename(args[0])} exited with ${code}:\n${out}`));
     });
+  });
+}
+
+/** The guard's /metrics text, straight from it (over its socket or port). */
+function guardMetrics(address, socket) {
+  return new Promise((resolve, reject) => {
+    const target = socket ? { socketPath: address, path: '/metrics' } : { host: address.split(':')[0], port: Number(address.split(':')[1]), path: '/metrics' };
+    httpGet({ ...target, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
   });
 }
 

@@ -53,8 +53,9 @@ export async function startServeServer(opts: ServeServerOptions): Promise<ServeS
   const answers = new AnswerCounts();
   const warned = new Set<Protocol>();
   let inFlight = 0;
+  let connections = 0;
   let draining = false;
-  await addServerMetrics(opts.metrics, answers, () => inFlight);
+  await addServerMetrics(opts.metrics, answers, () => inFlight, () => connections);
 
   /** Every request ends here, once: in-flight counting needs no listener per request. */
   const finish = (res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
@@ -109,6 +110,8 @@ export async function startServeServer(opts: ServeServerOptions): Promise<ServeS
   };
 
   const server = createServer({ keepAliveTimeout: KEEP_ALIVE_MS, headersTimeout: 10_000, requestTimeout: 30_000 }, onRequest);
+  // Far fewer connections than answers means the gateway keeps its connections open (keep-alive).
+  server.on('connection', () => connections++);
   await listen(server, opts.listen);
   const bound = server.address();
   const address = typeof bound === 'string' ? bound : formatAddress(bound as AddressInfo);
@@ -196,8 +199,8 @@ class AnswerCounts {
   }
 }
 
-/** Answers by endpoint and status, and requests in flight, beside the guard's own metrics. */
-async function addServerMetrics(metrics: PrometheusMetrics, answers: AnswerCounts, inFlight: () => number): Promise<void> {
+/** Answers by endpoint and status, connections, and requests in flight, beside the guard's own metrics. */
+async function addServerMetrics(metrics: PrometheusMetrics, answers: AnswerCounts, inFlight: () => number, connections: () => number): Promise<void> {
   // Already loaded: prometheusMetrics() built the registry with it.
   const prom = await import('prom-client');
   new prom.Counter({
@@ -208,6 +211,15 @@ async function addServerMetrics(metrics: PrometheusMetrics, answers: AnswerCount
     collect() {
       this.reset();
       for (const [protocol, status, n] of answers.entries()) this.inc({ protocol, status: String(status) }, n);
+    },
+  });
+  new prom.Counter({
+    name: 'jwtir_serve_connections_total',
+    help: 'Connections accepted; far fewer than answers when the gateway keeps its connections open.',
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      this.inc(connections());
     },
   });
   new prom.Gauge({
