@@ -29,6 +29,8 @@ export async function supervise(o: SuperviseOptions) {
   let failure: ServeWorkerFailedError | undefined;
   let wake: () => void = () => {};
   const exited = new Map<Worker, Promise<void>>();
+  // Workers run the same command line; only the supervisor answers in JSON on stdout.
+  cluster.setupPrimary({ args: process.argv.slice(2).filter((a) => a !== '--json') });
 
   const fork = (): Promise<string> =>
     new Promise((resolve, reject) => {

@@ -88,10 +88,22 @@ describeBackend(embedded!, 'jwtir guard serve', () => {
   });
 });
 
-describeBackend(postgres!, 'jwtir guard serve --workers', () => {
+describeBackend(postgres!, 'jwtir guard serve on Postgres', () => {
   const env = postgres!.env;
-  it('runs N processes on one address, each a guard, replaces one that dies, and stops them all on SIGTERM', async () => {
+  beforeAll(async () => {
     await runOk(['init'], { env });
+    await runOk(['keys', 'import', '--kid', 'legacy', '--alg', 'HS256', '--secret-env', 'S'], { env: { ...env, S: 'a legacy secret of at least 32 bytes, as leaked' } });
+  });
+
+  it('an HS256 key without the KEK that sealed it: a KEK error (exit 5) saying what to do, not a crash', async () => {
+    const { JWTIR_KEK: _kek, ...withoutKek } = env;
+    const missing = await runCli(['guard', 'serve', '--listen', '127.0.0.1:0', '--json'], { env: withoutKek });
+    expect([missing.code, missing.json.error.code]).toEqual([ExitCode.refused, 'ERR_KEK_MISSING']);
+    const wrong = await runCli(['guard', 'serve', '--listen', '127.0.0.1:0', '--json'], { env: { ...withoutKek, JWTIR_KEK: Buffer.alloc(32, 7).toString('base64') } });
+    expect([wrong.code, wrong.json.error.code]).toEqual([ExitCode.refused, 'ERR_KEK_MISMATCH']);
+  });
+
+  it('--workers: N processes on one address, each a guard; one that dies is replaced; SIGTERM stops them all', async () => {
     const serve = await startServe(['--listen', '127.0.0.1:0', '--serve-config', good, '--workers', '2'], env);
     // Connections are handed to the workers in turn; each answers as a guard of the same state.
     const health = await Promise.all(Array.from({ length: 8 }, () => fresh(`http://${serve.address}/healthz`)));

@@ -63,13 +63,23 @@ async function openGuard(ctx: CommandContext, config: ServeConfig): Promise<{ gu
   const backends = await ctx.backends();
   const s = ctx.settings;
   let kek: string | undefined;
+  let kekProblem: unknown;
   try {
     kek = loadKek({ env: process.env, kekFile: s.kekFile, embeddedStateDir: backends.embedded ? s.stateDir : undefined }).key.toString('base64');
-  } catch {
-    // Only HS256 keys need it; without it they verify nothing, and the guard says so (key-unusable).
+  } catch (error) {
+    // Only HS256 keys need it: a state with none serves without one.
+    kekProblem = error;
   }
-  const guard = await createGuard({ backends, kek, issuer: config.issuer, audience: config.audience, onEvent: logGuardEvent });
-  return { guard, label: backends.label };
+  try {
+    const guard = await createGuard({ backends, kek, issuer: config.issuer, audience: config.audience, onEvent: logGuardEvent });
+    return { guard, label: backends.label };
+  } catch (error) {
+    // The guard refuses an HS256 key it cannot unseal: the KEK's own error says what to do
+    // (a missing one, or one that is not this state's).
+    if (kekProblem) throw kekProblem;
+    await ctx.checkKek();
+    throw error;
+  }
 }
 
 function logGuardEvent(event: GuardEvent): void {
