@@ -64,7 +64,7 @@ export class Answerer {
         [names.decision]: 'allow',
         [names.subject]: verdict.sub === undefined ? '' : headerValue(verdict.sub),
         [names.session]: verdict.sid === undefined ? '' : headerValue(verdict.sid),
-        [names.kid]: verdict.kid ?? '',
+        [names.kid]: verdict.kid === undefined ? '' : headerValue(verdict.kid),
       };
       return { status: 200, headers, body: '' };
     }

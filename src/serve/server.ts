@@ -74,8 +74,8 @@ export async function startServeServer(opts: ServeServerOptions): Promise<ServeS
     }
     const answer = (verdict: Verdict) => {
       const a = answerer.answer(route.protocol, verdict);
-      answers.add(route.protocol, a.status);
       finish(res, a.status, a.headers, a.body);
+      answers.add(route.protocol, a.status);
     };
     const fail = () => {
       // Closed, never open: the gateway refuses the request (nginx answers the client 500).
@@ -83,7 +83,8 @@ export async function startServeServer(opts: ServeServerOptions): Promise<ServeS
       finish(res, 500, { 'Content-Type': 'application/json; charset=utf-8' }, '{"error":"internal"}');
     };
     try {
-      decider.decide({ method: route.method, target: route.target, headers }).then(answer, fail);
+      // A throw while answering (nothing was sent yet) ends in the 500 too, never unhandled.
+      decider.decide({ method: route.method, target: route.target, headers }).then(answer).catch(fail);
     } catch {
       fail();
     }
