@@ -1,5 +1,6 @@
 // Shared by the benchmarks: the real CLI as a child process, and cleanup of what a run created.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -59,4 +60,19 @@ export async function deleteRedisPrefix(prefix) {
   } finally {
     client.disconnect();
   }
+}
+
+/** The environment of a benchmark's own state: a fresh schema `<label>_<id>` and Redis prefix `jwtir-<label>:<id>:`. */
+export function benchEnv(label) {
+  const id = randomBytes(4).toString('hex');
+  return {
+    DATABASE_URL: PG_URL,
+    REDIS_URL,
+    JWTIR_SCHEMA: `${label}_${id}`,
+    JWTIR_REDIS_PREFIX: `jwtir-${label}:${id}:`,
+    JWTIR_KEK: randomBytes(32).toString('base64'),
+    JWTIR_ACTOR: 'bench@jwtir',
+    CI: 'true',
+    NO_COLOR: '1',
+  };
 }

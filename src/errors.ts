@@ -205,3 +205,19 @@ export class LedgerMappingError extends UsageError {
 export class LedgerRowsInvalidError extends UsageError {
   override readonly code = 'ERR_LEDGER_ROWS_INVALID';
 }
+
+// --- guard serve (issue 5): the forward-auth decision endpoint ---
+
+/** The `--serve-config` file is unreadable, not YAML/JSON, or has invalid fields (each listed with where it is). */
+export class ServeConfigInvalidError extends UsageError {
+  override readonly code = 'ERR_SERVE_CONFIG_INVALID';
+}
+/** A `--workers` process failed to start, or kept crashing; its own error is on stderr above. The exit code is the worker's. */
+export class ServeWorkerFailedError extends JwtirError {
+  override readonly code = 'ERR_SERVE_WORKER_FAILED';
+  override readonly exitCode: ExitCodeValue;
+  constructor(message: string, exitCode: ExitCodeValue, opts: { hint?: string } = {}) {
+    super(message, opts);
+    this.exitCode = exitCode;
+  }
+}

@@ -4,6 +4,7 @@ import { action, command as cmd, EXIT_CODES } from './define.js';
 import { registerBlacklist } from './wiring/blacklist.js';
 import { registerContainment } from './wiring/containment.js';
 import { registerLedger } from './wiring/ledger.js';
+import { registerGuard } from './wiring/guard.js';
 import { registerNotify } from './wiring/notify.js';
 import { registerTighten } from './wiring/tighten.js';
 
@@ -144,5 +145,6 @@ ${EXIT_CODES}`)
   registerBlacklist(program);
   registerNotify(program);
   registerLedger(program);
+  registerGuard(program);
   return program;
 }
