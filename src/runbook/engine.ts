@@ -289,8 +289,13 @@ export async function rollbackRun(env: EngineEnv, runId: number, io: EngineIO, o
     if (interrupted) {
       const doc = expanded[interrupted.idx]!;
       const undo = doc.undo && 'action' in doc.undo ? doc.undo : null;
-      if (!ACTIONS.get(doc.action)!.mutates || !undo || interrupted.inputs === null) {
-        // It changes nothing, or never got as far as its effect: there is nothing to undo.
+      const action = ACTIONS.get(doc.action)!;
+      if (!action.mutates || !undo || interrupted.inputs === null) {
+        // It changes nothing, cannot be undone, or never got as far as its effect: it is not finished now.
+        if (action.abandon && interrupted.inputs !== null) {
+          const abandoned = await action.abandon(actionContext(env, run, interrupted.step, interrupted.startedAt ?? new Date(), io));
+          await appendAudit(db, { actor: env.settings.actor, action: doc.action, runId, step: interrupted.step, phase: 'abandoned', result: abandoned }, `${await attemptTag(db, runId, doc)}:abandoned`);
+        }
         await markStep(db, runId, interrupted.step, 'rolled_back');
       } else if (!references(undo.with).some((r) => r.startsWith('outputs.'))) {
         // Its undo needs only its inputs (undos are idempotent and take a partial effect in their stride).

@@ -42,6 +42,11 @@ export interface Action<I = any, O extends Record<string, unknown> = Record<stri
   readonly input: z.ZodType<I>;
   describe(inputs: I): string;
   apply(ctx: ActionContext, inputs: I): Promise<O>;
+  /**
+   * Called when a rollback finds this step interrupted and leaves it undone rather than finish
+   * it: records that what it had still to do will not happen (a message never sent is marked so).
+   */
+  abandon?(ctx: ActionContext): Promise<Record<string, unknown>>;
   /** null when the step has no blast radius to show (e.g. a rate limit ends no session at once). */
   impact?(backends: Backends, inputs: Partial<I>): Promise<BlastRadius | null>;
 }

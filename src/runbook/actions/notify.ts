@@ -88,11 +88,8 @@ export const notifyWithdraw = defineAction({
   },
 });
 
-/** A rollback completes an unfinished step before undoing it; for a send that means: do not send. */
-async function rollingBack(ctx: ActionContext): Promise<boolean> {
-  const [row] = await ctx.backends.db.query<{ status: string }>('SELECT status FROM runs WHERE id = $1', [ctx.runId]);
-  return row?.status === 'rolling_back';
-}
+/** What a send step had not delivered when its run was rolled back is recorded as never to be sent. */
+const abandon = async (ctx: ActionContext) => ({ abandoned: await abandonUnsent(ctx.backends.db, ctx.runId, ctx.step) });
 
 function failIfUnsent(res: StepDelivery, what: string): void {
   if (res.unsent === 0) return;
@@ -109,7 +106,6 @@ export const notifyOncall = defineAction({
   input: z.object({ message: z.string().min(1), host: z.string(), ...retry }),
   describe: (i) => `post to the on-call webhook at ${i.host}: "${i.message.length > 80 ? i.message.slice(0, 79) + '…' : i.message}"`,
   async apply(ctx, i) {
-    if (await rollingBack(ctx)) return { sent: 0, target: i.host, abandoned: await abandonUnsent(ctx.backends.db, ctx.runId, ctx.step) };
     const url = oncallWebhook(ctx.settings.notify);
     await createWebhookMessage(ctx.backends.db, ctx.runId, ctx.step, url.host, slackBody(i.message, { runId: ctx.runId, actor: ctx.actor }));
     const policy = policyOf(i);
@@ -120,6 +116,7 @@ export const notifyOncall = defineAction({
     failIfUnsent(res, 'on-call message(s)');
     return { sent: res.sent, target: url.host };
   },
+  abandon,
 });
 
 /** Concurrent requests per step: receivers take one SET per request (RFC 8935). */
@@ -148,7 +145,6 @@ export const notifySet = defineAction({
     `sign ${i.event} SETs with ${i.kid} for ${describeAudience(i)} and push them to ${Array.isArray(i.receivers) ? i.receivers.map((r) => parseReceiverItem(r).audience).join(', ') : 'the receivers'}`,
   async apply(ctx, i) {
     const db = ctx.backends.db;
-    if (await rollingBack(ctx)) return { sent: 0, subjects: 0, abandoned: await abandonUnsent(db, ctx.runId, ctx.step) };
     const at = Math.floor(ctx.stepStartedAt.getTime() / 1000);
     await createSetMessages(db, {
       runId: ctx.runId,
@@ -181,6 +177,7 @@ export const notifySet = defineAction({
     const receivers = Array.isArray(i.receivers) ? i.receivers.length : 0;
     return { ...radius, note: `${(radius.users * receivers).toLocaleString('en-US')} SET(s): one per user and receiver` };
   },
+  abandon,
 });
 
 /** The runbook actions of the `notify` commands. */
