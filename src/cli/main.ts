@@ -2,7 +2,7 @@ import { CommanderError } from 'commander';
 import { maskUrlsIn } from '../config/mask.js';
 import { ExitCode, JwtirError } from '../errors.js';
 import { printable } from '../lib/printable.js';
-import { installInterruptHandlers } from './interrupt.js';
+import { configureInterrupts } from './interrupt.js';
 import { buildProgram } from './program.js';
 
 /**
@@ -12,7 +12,7 @@ import { buildProgram } from './program.js';
 export async function main(argv: string[]): Promise<number> {
   const json = argv.includes('--json');
   // The one place that ends the process early: a signal while a run is in progress.
-  installInterruptHandlers((text) => process.stderr.write(text), (code) => process.exit(code));
+  configureInterrupts((text) => process.stderr.write(text), (code) => process.exit(code));
   try {
     await buildProgram().parseAsync(argv, { from: 'user' });
     return ExitCode.ok;

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +40,33 @@ for (const c of backendCases('ux', ['postgres+redis'])) {
       const rest = await runOk(['runs', 'rollback', id, '--yes', '--json'], { env: c.env });
       expect(rest.json.steps.every((s: { state: string }) => s.state === 'rolled_back' || s.state === 'skipped')).toBe(true);
       keys = await runOk(['keys', 'list', '--json'], { env: c.env });
+      expect(keys.json.keys.find((k: { kid: string }) => k.kid === 'legacy').state).toBe('active');
+    });
+
+    it('Ctrl-C during a run exits 130 and names the run to resume or roll back; the run keeps its lock until then', async () => {
+      const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NO_COLOR: '1', CI: 'true', ...c.env };
+      const child = spawn(process.execPath, [BIN, 'rotate', '--staged', '--grace', '10m', '--publish-wait', '120s', '--yes'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.stdout.on('data', (d) => (stderr += d));
+      const deadline = Date.now() + 30_000;
+      while (!/publication-gate/.test(stderr) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect(stderr).toMatch(/publication-gate/);
+      const code = await new Promise<number | null>((resolve) => {
+        child.on('close', (c2) => resolve(c2));
+        child.kill('SIGINT');
+      });
+      expect(code).toBe(130);
+      const runId = /interrupted \(SIGINT\) while run (\d+) was in progress/.exec(stderr)?.[1];
+      expect(runId).toBeDefined();
+      expect(stderr).toContain(`jwtir runs resume ${runId}`);
+      // The run still holds its lock: a second rotation is refused and named.
+      const second = await runCli(['rotate', '--staged', '--grace', '10m', '--publish-wait', '0s', '--yes', '--json'], { env: c.env });
+      expect(second.json.error.code).toBe('ERR_LOCK_HELD');
+      expect(second.json.error.message).toContain(`run ${runId}`);
+      const rolled = await runOk(['runs', 'rollback', runId!, '--yes', '--json'], { env: c.env });
+      expect(rolled.json.steps.every((s: { state: string }) => ['rolled_back', 'skipped', 'pending'].includes(s.state))).toBe(true);
+      const keys = await runOk(['keys', 'list', '--json'], { env: c.env });
       expect(keys.json.keys.find((k: { kid: string }) => k.kid === 'legacy').state).toBe('active');
     });
 

@@ -12,7 +12,7 @@ describeBackend(pgCase, 'schema migrations on Postgres', () => {
     const dbs = await Promise.all([1, 2, 3, 4].map(() => openPostgres(settings.databaseUrl!, settings.schema)));
     try {
       const applied = await Promise.all(dbs.map((db) => migrate(db, settings.schema)));
-      expect(applied.flat().sort()).toEqual(MIGRATIONS.map((m) => m.version));
+      expect(applied.flat().sort((a, b) => a - b)).toEqual(MIGRATIONS.map((m) => m.version));
       const rows = await dbs[0]!.query<{ version: number }>('SELECT version FROM schema_migrations');
       expect(rows.map((r) => r.version)).toEqual(MIGRATIONS.map((m) => m.version));
       // Re-running is a no-op.
