@@ -36,7 +36,11 @@ export interface GuardOptions {
   clockToleranceSec?: number;
   /** Largest token accepted, in bytes. Default 8192. */
   maxTokenBytes?: number;
-  /** How often to poll for changes besides push notifications, in ms. Default 1000. */
+  /**
+   * How often to poll for changes besides push notifications, in ms. Default 1000. The guard
+   * still asks the store at least every staleAfterMs / 2, so a quiet store is never mistaken
+   * for an unreachable one.
+   */
   pollIntervalMs?: number;
   /** How long without a successful sync before the store counts as unreachable, in ms. Default 5000. */
   staleAfterMs?: number;
@@ -211,7 +215,7 @@ export async function createGuard(options: GuardOptions = {}): Promise<Guard> {
     setInterval(() => {
       healthy();
       void sync();
-    }, options.pollIntervalMs ?? 1000),
+    }, Math.min(options.pollIntervalMs ?? 1000, Math.max(staleAfter / 2, 100))),
     setInterval(() => void telemetry.flush().catch((error: Error) => emit({ type: 'sync-error', error })), options.flushIntervalMs ?? 5000),
     setInterval(() => replica.pruneExpired(now() / 1000), 60_000),
   ];

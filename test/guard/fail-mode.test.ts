@@ -64,6 +64,19 @@ describeBackend(c, 'when Redis becomes unreachable the guard follows its fail mo
     await stopRedis();
   });
 
+  it('a quiet store is not an unreachable one: with rare polling and no changes, the guard stays healthy past its staleness bound', async () => {
+    const quiet = await guardFor(c.env, { pollIntervalMs: 600_000, staleAfterMs: 400 });
+    try {
+      for (let i = 0; i < 6; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        expect(quiet.healthy).toBe(true);
+        expect(quiet.authorize(token).decision).toBe('allow');
+      }
+    } finally {
+      await quiet.close();
+    }
+  });
+
   it('closed (the default): every request is denied with store_unavailable, and the guard says so', async () => {
     expect(guard.authorize(token).decision).toBe('allow');
     await stopRedis();
