@@ -209,6 +209,7 @@ for (const c of backendCases('tighten', ['postgres+redis', 'embedded'])) {
         for (const t of young((k) => k >= 10)) expect(liveGuard!.authorize(t.token).decision).toBe('allow');
         writeFileSync(release, '');
         const res = await child;
+        expect(res.json.error).toBeUndefined();
         expect(res.code).toBe(0);
         expect(res.json.runs[0]).toMatchObject({ runbook: 'cutover', status: 'done' });
         const status = await runOk(['status', '--json'], { env });
@@ -271,6 +272,7 @@ for (const c of backendCases('tighten', ['postgres+redis', 'embedded'])) {
         await liveGuard!.flush();
         writeFileSync(release, '');
         const res = await child;
+        expect(res.json.error).toBeUndefined();
         expect(res.code).toBe(0);
         const shown = await runOk(['runs', 'show', String(res.json.runs[0].runId), '--json'], { env });
         const pass = shown.json.audit.find((a: { step: string; phase: string }) => a.step === 'stage-1' && a.phase === 'gate-pass');
