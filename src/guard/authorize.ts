@@ -108,10 +108,11 @@ function decide(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, now: nu
   // One number compare per request: a session's last-seen time is recorded once a minute per token.
   if (v.seenMinute !== d.telemetry.minute) d.telemetry.sighting(v);
   // During a cutover only: the users of the cut-over cohorts who get in (on a key not cut for them).
-  // Once a minute per token, as the last-seen sighting above.
-  if (v.cohort < d.replica.maxCutover && v.markedMinute !== d.telemetry.minute && v.sub !== undefined) {
+  // Once a minute per token and policy version (a stage's gate counts users under its own version).
+  if (v.cohort < d.replica.maxCutover && v.sub !== undefined && (v.markedMinute !== d.telemetry.minute || v.markedVersion !== d.replica.policyVersion)) {
     v.markedMinute = d.telemetry.minute;
-    d.telemetry.userMark('allow', v.kid, v.cohort, v.sub);
+    v.markedVersion = d.replica.policyVersion;
+    d.telemetry.userMark('allow', v.kid, v.cohort, v.sub, v.markedVersion);
   }
   return v.allow;
 }
@@ -248,7 +249,7 @@ function riskOf(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, critica
 
 function finish(d: AuthorizeDeps, now: number, decision: Decision, reason: Reason, kid?: string, v?: VerifiedToken): Verdict {
   d.telemetry.count(counterKey(kid, decision, reason, v?.cohort), now);
-  if (reason === 'key_cutover' && v?.sub !== undefined) d.telemetry.userMark('cut', v.kid, v.cohort, v.sub);
+  if (reason === 'key_cutover' && v?.sub !== undefined) d.telemetry.userMark('cut', v.kid, v.cohort, v.sub, d.replica.policyVersion);
   const verdict: Verdict = { decision, reasons: [reason] };
   if (kid !== undefined) verdict.kid = kid;
   if (v) {

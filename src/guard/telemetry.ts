@@ -64,11 +64,11 @@ export class Telemetry {
 
   /**
    * Records that user `sub` of `cohort` was turned back by the cutover of `kid` (`cut`), or was
-   * allowed on a key not cut over for that cohort (`allow`). Per user, not per request: one
-   * account replaying an old token counts once, so it cannot sway the cutover's gate.
+   * allowed on a key not cut over for that cohort (`allow`), under `policyVersion`. Per user, not
+   * per request: one account replaying an old token counts once, so it cannot sway the cutover's gate.
    */
-  userMark(kind: 'cut' | 'allow', kid: string, cohort: number, sub: string): void {
-    const key = `${kind}${SEP}${kind === 'cut' ? kid : ''}${SEP}${cohort}`;
+  userMark(kind: 'cut' | 'allow', kid: string, cohort: number, sub: string, policyVersion: number): void {
+    const key = `${kind}${SEP}${kind === 'cut' ? kid : ''}${SEP}${cohort}${SEP}${policyVersion}`;
     let set = this.userMarks.get(key);
     if (!set) {
       if (this.userMarkCount >= MAX_USER_MARKS) return;
@@ -94,8 +94,8 @@ export class Telemetry {
     const alerts = [...this.alerts.values()];
     const dropped = this.alertsDropped;
     const marks = [...this.userMarks].map(([key, subs]) => {
-      const [kind, kid, cohort] = key.split(SEP) as ['cut' | 'allow', string, string];
-      return { minute: this.minute, kind, kid, cohort: Number(cohort), subs: [...subs] };
+      const [kind, kid, cohort, policyVersion] = key.split(SEP) as ['cut' | 'allow', string, string, string];
+      return { minute: this.minute, policyVersion: Number(policyVersion), kind, kid, cohort: Number(cohort), subs: [...subs] };
     });
     const seen = [...this.seen];
     this.pending = [];

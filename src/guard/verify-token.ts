@@ -38,8 +38,9 @@ export interface VerifiedToken {
   passedCritical: boolean;
   /** The epoch minute this token's session was last recorded as seen (see Telemetry.sighting); -1 before. */
   seenMinute: number;
-  /** The epoch minute its user was last marked for a cutover's gate (see Telemetry.userMark); -1 before. */
+  /** The epoch minute and policy version its user was last marked under for a cutover's gate (see Telemetry.userMark); -1 before. */
   markedMinute: number;
+  markedVersion: number;
 }
 
 export type Rejection = { reason: Reason; kid?: string };
@@ -128,6 +129,7 @@ export function claimsOf(prepared: PreparedToken): VerifiedToken | Rejection {
     passedCritical: false,
     seenMinute: -1,
     markedMinute: -1,
+    markedVersion: -1,
   } as VerifiedToken;
 }
 

@@ -24,7 +24,7 @@ import type { ActionContext } from './actions/action.js';
 import { ACTIONS } from './actions/index.js';
 import { expandSteps } from './expand.js';
 import { failpoint } from './failpoint.js';
-import { describeGate, gateBaseline, gateFields, gateSpec, judgeGate, type GateSpec, type GateVerdict, type TrafficCounts } from './gate.js';
+import { describeGate, gateBaseline, gateFields, gateSpec, judgeGate, type GateEnv, type GateSpec, type GateVerdict, type TrafficCounts } from './gate.js';
 import { loadRunbook, type Runbook } from './load.js';
 import type { StepDoc } from './schema.js';
 import { references, render, type Scope } from './template.js';
@@ -178,7 +178,8 @@ async function runStep(env: EngineEnv, run: RunRecord, step: StepDoc, scope: Sco
     await markStep(db, run.id, step.id, 'running', { outputs, ...(undo ? { undo } : {}) });
     await appendAudit(db, { ...base, phase: 'applied', result: outputs, undo: undoCommand }, `${tag}:applied`);
     const recorded = (intent.body.result as { gateBaseline?: TrafficCounts } | null)?.gateBaseline ?? null;
-    const verdict = await runGate(env, run, step.id, gate, startedAt, recorded, io);
+    const published = typeof outputs.version === 'number' ? outputs.version : null;
+    const verdict = await runGate(env, run, step.id, gate, { startedAt, baseline: recorded, policyVersion: published }, io);
     if (!verdict.healthy) {
       await appendAudit(db, { ...base, phase: 'gate-breach', result: verdict }, `${tag}:gate-breach`);
       io.onEvent({ type: 'progress', step: step.id, message: `health gate breached: ${verdict.breaches.join('; ')}; undoing this step` });
@@ -226,13 +227,12 @@ function actionContext(env: EngineEnv, run: RunRecord, step: string, startedAt: 
 }
 
 /** Waits out a step's health gate and judges it (see gate.ts). */
-async function runGate(env: EngineEnv, run: RunRecord, stepId: string, spec: GateSpec, startedAt: Date, baseline: TrafficCounts | null, io: EngineIO): Promise<GateVerdict> {
+async function runGate(env: EngineEnv, run: RunRecord, stepId: string, spec: GateSpec, window: Pick<GateEnv, 'startedAt' | 'baseline' | 'policyVersion'>, io: EngineIO): Promise<GateVerdict> {
   io.onEvent({ type: 'progress', step: stepId, message: describeGate(spec) });
   failpoint(stepId, 'gate');
   return judgeGate(spec, {
     hot: env.backends.hot,
-    startedAt,
-    baseline,
+    ...window,
     checkEnv: { JWTIR_RUN_ID: String(run.id), JWTIR_STEP: stepId, ...(spec.kid ? { JWTIR_KID: spec.kid } : {}), ...(spec.cohortsBelow ? { JWTIR_CUTOVER_PERCENT: String(spec.cohortsBelow) } : {}) },
     progress: (message) => io.onEvent({ type: 'progress', step: stepId, message }),
   });

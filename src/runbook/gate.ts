@@ -102,8 +102,13 @@ export async function gateBaseline(hot: HotStore, spec: GateSpec, startedAt: Dat
   return trafficCounts(await hot.readCounters(Math.floor(startedAt.getTime() / 60_000)), spec);
 }
 
-/** The re-login rate, by users: of the users the cutover turned back, the share who got in again on another key. */
+/**
+ * The re-login rate, by users: of the users the cutover turned back under the stage's policy
+ * version (or a later one), the share who got in on another key under those versions.
+ */
 export interface Relogin {
+  /** The policy version counted from (the stage's own); null when the step published none. */
+  fromPolicyVersion: number | null;
   cutUsers: number;
   returnedUsers: number;
   rate: number | null;
@@ -131,6 +136,11 @@ export interface GateEnv {
   startedAt: Date;
   /** The counts before the effect (gateBaseline); null when unknown, and then the whole first minute counts. */
   baseline: TrafficCounts | null;
+  /**
+   * The policy version the step published (its `version` output). Users are counted under it and
+   * later versions only; a step that published none has no re-login rate to judge.
+   */
+  policyVersion: number | null;
   /** Variables for the check command (JWTIR_RUN_ID, JWTIR_STEP, …). */
   checkEnv: Record<string, string>;
   progress(message: string): void;
@@ -153,8 +163,8 @@ export async function judgeGate(spec: GateSpec, env: GateEnv): Promise<GateVerdi
   }
   const fromMinute = Math.floor(env.startedAt.getTime() / 60_000);
   const traffic = trafficRates(await env.hot.readCounters(fromMinute), spec, env.baseline ?? undefined);
-  const users = spec.kid ? await env.hot.returningUsers({ fromMinute, kid: spec.kid, cohortsBelow: spec.cohortsBelow ?? 100 }) : { cut: 0, back: 0 };
-  const relogin: Relogin = { cutUsers: users.cut, returnedUsers: users.back, rate: users.cut > 0 ? users.back / users.cut : null };
+  const users = spec.kid && env.policyVersion !== null ? await env.hot.returningUsers({ fromPolicyVersion: env.policyVersion, kid: spec.kid, cohortsBelow: spec.cohortsBelow ?? 100 }) : { cut: 0, back: 0 };
+  const relogin: Relogin = { fromPolicyVersion: env.policyVersion, cutUsers: users.cut, returnedUsers: users.back, rate: users.cut > 0 ? users.back / users.cut : null };
   const ratesJudged = traffic.decisions >= spec.minRequests && traffic.decisions > 0;
   const reloginJudged = relogin.cutUsers >= spec.minUsers && relogin.cutUsers > 0;
   const breaches: string[] = [...checkBreaches];

@@ -10,6 +10,7 @@ import * as m007 from './migrations/007-sessions.js';
 import * as m008 from './migrations/008-blacklist.js';
 import * as m009 from './migrations/009-ledger-import.js';
 import * as m010 from './migrations/010-user-marks.js';
+import * as m011 from './migrations/011-marks-by-policy-version.js';
 
 /** Ordered, append-only. A released migration is never edited; add a new one instead. */
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
@@ -23,6 +24,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
   { version: 8, name: 'blacklist', sql: m008.sql },
   { version: 9, name: 'ledger-import', sql: m009.sql },
   { version: 10, name: 'gate-users-and-policy-history', sql: m010.sql },
+  { version: 11, name: 'marks-by-policy-version', sql: m011.sql },
 ];
 
 /**

@@ -278,6 +278,10 @@ for (const c of backendCases('tighten', ['postgres+redis', 'embedded'])) {
         const pass = shown.json.audit.find((a: { step: string; phase: string }) => a.step === 'stage-1' && a.phase === 'gate-pass');
         // Every user turned back got in again: counted per user, Mallory's thousand replays count once.
         expect(pass.result.relogin.rate).toBeGreaterThan(0.95);
+        // Counted under the stage's own policy version: the earlier tests' users turned back (all
+        // young customers, perhaps within this same minute) are not counted against it.
+        expect(pass.result.relogin.fromPolicyVersion).toBe(shown.json.steps.find((s: { step: string }) => s.step === 'stage-1').outputs.version);
+        expect(Math.abs(pass.result.relogin.cutUsers - cut.length)).toBeLessThanOrEqual(Math.ceil(cut.length * 0.03));
         expect(pass.result.reloginJudged).toBe(true);
         expect(pass.result.traffic.cutoverDenials).toBeGreaterThanOrEqual(cut.length + 1000);
         // Her expired tokens are no harm done by the stage: the denial rate of new-key tokens stays 0.

@@ -84,9 +84,13 @@ export interface CounterRow {
   n: number;
 }
 
-/** Users one guard saw in one flush, for the cutover's gate: turned back by `kid`'s cutover (`cut`), or let in (`allow`, kid ''). */
+/**
+ * Users one guard saw in one flush, for the cutover's gate: turned back by `kid`'s cutover (`cut`),
+ * or let in (`allow`, kid ''), under the policy version the guard was enforcing at the time.
+ */
 export interface UserMarkRow {
   minute: number;
+  policyVersion: number;
   kind: 'cut' | 'allow';
   kid: string;
   cohort: number;
@@ -107,10 +111,12 @@ export interface HotStore {
   readCounters(fromMinute: number): Promise<CounterRow[]>;
   addUserMarks(rows: UserMarkRow[]): Promise<void>;
   /**
-   * Since `fromMinute`, in the cohorts below `cohortsBelow`: how many users `kid`'s cutover turned
-   * back, and how many of them got in afterwards on another key (Redis: HyperLogLog estimates).
+   * Under policy version `fromPolicyVersion` and later ones, in the cohorts below `cohortsBelow`:
+   * how many users `kid`'s cutover turned back, and how many of them got in on another key
+   * (Redis: HyperLogLog estimates). Keyed by version, not by time, so that users an earlier stage
+   * or an undone run turned back in the same minute are not counted against this stage.
    */
-  returningUsers(q: { fromMinute: number; kid: string; cohortsBelow: number }): Promise<{ cut: number; back: number }>;
+  returningUsers(q: { fromPolicyVersion: number; kid: string; cohortsBelow: number }): Promise<{ cut: number; back: number }>;
   snapshot(): Promise<HotSnapshot>;
   /** Changes after `cursor`, oldest first; 'gap' when the feed no longer reaches back that far. */
   changesSince(cursor: string, limit?: number): Promise<{ cursor: string; changes: HotChange[]; more: boolean } | 'gap'>;

@@ -10,6 +10,7 @@ import {
   type CounterRow,
   type DeviceEntry,
   type HotChange,
+  type HotPolicy,
   type HotSnapshot,
   type HotStore,
   type PublishedKey,
@@ -21,6 +22,8 @@ const STREAM_MAXLEN = 100_000;
 const COMMAND_TIMEOUT_MS = 2000;
 /** Counters are kept two days: long enough for any health gate or post-incident look. */
 const COUNTER_TTL_S = 2 * 24 * 3600;
+/** A gate counts users under at most this many policy versions (the latest ones): each is 200 HyperLogLog keys to merge. */
+const MAX_JUDGED_VERSIONS = 100;
 const SEP = '\u0000';
 
 export async function openRedisHotStore(url: string, prefix: string): Promise<HotStore> {
@@ -44,7 +47,7 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
     ledgerKids: `${prefix}ledger:kids`,
     ledger: (kid: string, kind: 'sid' | 'sub') => `${prefix}ledger:${kind}:${kid}`,
     counters: (minute: number) => `${prefix}ctr:${minute}`,
-    userMarks: (minute: number, kind: string, kid: string, cohort: number) => `${prefix}um:${minute}:${kind}:${kid}:${cohort}`,
+    userMarks: (policyVersion: number, kind: string, kid: string, cohort: number) => `${prefix}um:v${policyVersion}:${kind}:${kid}:${cohort}`,
   };
   type Multi = ReturnType<Redis['multi']>;
   /** Applies a write and appends its change to the feed in one MULTI: guards never see one without the other. */
@@ -125,20 +128,24 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
       if (rows.length === 0) return;
       const multi = redis.multi();
       for (const r of rows) {
+        const key = k.userMarks(r.policyVersion, r.kind, r.kid, r.cohort);
         // HyperLogLog: 12 KB a key whatever the number of users, and unions are cheap.
-        for (let i = 0; i < r.subs.length; i += 10_000) multi.pfadd(k.userMarks(r.minute, r.kind, r.kid, r.cohort), ...r.subs.slice(i, i + 10_000));
-        multi.expire(k.userMarks(r.minute, r.kind, r.kid, r.cohort), COUNTER_TTL_S);
+        for (let i = 0; i < r.subs.length; i += 10_000) multi.pfadd(key, ...r.subs.slice(i, i + 10_000));
+        // Refreshed on every write: a stage watched for days keeps the marks of its first hour.
+        multi.expire(key, COUNTER_TTL_S);
       }
       checkExec(await multi.exec());
     },
     async returningUsers(q) {
-      const last = Math.floor(Date.now() / 60_000);
+      // The versions from the stage's own to the latest published (a few: one per policy change).
+      const published = await redis.get(k.policy);
+      const latest = Math.max(q.fromPolicyVersion, published ? (JSON.parse(published) as HotPolicy).version : 0);
       const cut: string[] = [];
       const allow: string[] = [];
-      for (let minute = Math.max(q.fromMinute, last - COUNTER_TTL_S / 60); minute <= last; minute++) {
+      for (let version = Math.max(q.fromPolicyVersion, latest - MAX_JUDGED_VERSIONS + 1); version <= latest; version++) {
         for (let cohort = 0; cohort < q.cohortsBelow; cohort++) {
-          cut.push(k.userMarks(minute, 'cut', q.kid, cohort));
-          allow.push(k.userMarks(minute, 'allow', '', cohort));
+          cut.push(k.userMarks(version, 'cut', q.kid, cohort));
+          allow.push(k.userMarks(version, 'allow', '', cohort));
         }
       }
       const [c, a, both] = await Promise.all([redis.pfcount(...cut), redis.pfcount(...allow), redis.pfcount(...cut, ...allow)]);

@@ -102,21 +102,21 @@ export function openTableHotStore(db: Db, schema: string): HotStore {
       return rows.map((r) => ({ ...r, minute: Number(r.minute), n: Number(r.n) }));
     },
     async addUserMarks(rows) {
-      const flat = rows.flatMap((r) => r.subs.map((sub) => [r.minute, r.kind, r.kid, r.cohort, sub] as const));
+      const flat = rows.flatMap((r) => r.subs.map((sub) => [r.minute, r.policyVersion, r.kind, r.kid, r.cohort, sub] as const));
       for (const part of chunk(flat, 10_000)) {
         await db.query(
-          `INSERT INTO hot_user_marks (minute, kind, kid, cohort, sub)
-           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::text[]) ON CONFLICT DO NOTHING`,
-          [part.map((r) => r[0]), part.map((r) => r[1]), part.map((r) => r[2]), part.map((r) => r[3]), part.map((r) => r[4])],
+          `INSERT INTO hot_user_marks (minute, policy_version, kind, kid, cohort, sub)
+           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::smallint[], $6::text[]) ON CONFLICT DO NOTHING`,
+          [part.map((r) => r[0]), part.map((r) => r[1]), part.map((r) => r[2]), part.map((r) => r[3]), part.map((r) => r[4]), part.map((r) => r[5])],
         );
       }
     },
     async returningUsers(q) {
       const [row] = await db.query<{ cut: number; back: number }>(
-        `WITH cut AS (SELECT DISTINCT sub FROM hot_user_marks WHERE kind = 'cut' AND kid = $2 AND minute >= $1 AND cohort < $3),
-              back AS (SELECT DISTINCT sub FROM hot_user_marks WHERE kind = 'allow' AND minute >= $1 AND cohort < $3)
+        `WITH cut AS (SELECT DISTINCT sub FROM hot_user_marks WHERE kind = 'cut' AND kid = $2 AND policy_version >= $1 AND cohort < $3),
+              back AS (SELECT DISTINCT sub FROM hot_user_marks WHERE kind = 'allow' AND policy_version >= $1 AND cohort < $3)
          SELECT (SELECT count(*) FROM cut)::int AS cut, (SELECT count(*) FROM cut JOIN back USING (sub))::int AS back`,
-        [q.fromMinute, q.kid, q.cohortsBelow],
+        [q.fromPolicyVersion, q.kid, q.cohortsBelow],
       );
       return row ?? { cut: 0, back: 0 };
     },
