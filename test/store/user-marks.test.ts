@@ -73,5 +73,20 @@ for (const c of backendCases('user-marks', ['embedded', 'postgres', 'postgres+re
       near((await b.hot.returningUsers({ fromPolicyVersion: 7, kid: 'legacy', cohortsBelow: 20 })).cut, 50 + 30 + 40);
       expect(await b.hot.returningUsers({ fromPolicyVersion: 9, kid: 'legacy', cohortsBelow: 100 })).toEqual({ cut: 0, back: 0 });
     });
+
+    if (c.name !== 'postgres+redis') {
+      it('the table hot store deletes counters and marks older than two days as guards flush (Redis expires its keys)', async () => {
+        const now = Math.floor(Date.now() / 60_000);
+        const old = now - 3 * 24 * 60;
+        await b.hot.addUserMarks([
+          { minute: old, policyVersion: 20, kind: 'cut', kid: 'legacy', cohort: 0, subs: users('stale', 7) },
+          { minute: now, policyVersion: 20, kind: 'cut', kid: 'legacy', cohort: 0, subs: users('fresh', 5) },
+        ]);
+        const row = { kid: 'legacy', decision: 'deny', reason: 'key_cutover', cohort: 0, n: 3 };
+        await b.hot.addCounters([{ ...row, minute: old }, { ...row, minute: now }]);
+        expect((await b.hot.readCounters(0)).map((r) => r.minute)).toEqual([now]);
+        expect(await b.hot.returningUsers({ fromPolicyVersion: 20, kid: 'legacy', cohortsBelow: 1 })).toEqual({ cut: 5, back: 0 });
+      });
+    }
   });
 }

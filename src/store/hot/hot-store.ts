@@ -84,6 +84,9 @@ export interface CounterRow {
   n: number;
 }
 
+/** Decision counters and gate marks are kept two days: long enough for any health gate or post-incident look. */
+export const COUNTS_KEPT_S = 2 * 24 * 3600;
+
 /**
  * Users one guard saw in one flush, for the cutover's gate: turned back by `kid`'s cutover (`cut`),
  * or let in (`allow`, kid ''), under the policy version the guard was enforcing at the time.

@@ -3,6 +3,7 @@ import { BackendUnavailableError } from '../../errors.js';
 import { maskUrl, maskUrlsIn } from '../../config/mask.js';
 import {
   chunk,
+  COUNTS_KEPT_S,
   emptySnapshot,
   jwksOf,
   REVOCATION_KINDS,
@@ -20,8 +21,6 @@ import {
 const STREAM_MAXLEN = 100_000;
 /** Every Redis call has a deadline: nothing on the request path or in a run may hang on Redis. */
 const COMMAND_TIMEOUT_MS = 2000;
-/** Counters are kept two days: long enough for any health gate or post-incident look. */
-const COUNTER_TTL_S = 2 * 24 * 3600;
 /** A gate counts users under at most this many policy versions (the latest ones): each is 200 HyperLogLog keys to merge. */
 const MAX_JUDGED_VERSIONS = 100;
 const SEP = '\u0000';
@@ -109,14 +108,14 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
       const multi = redis.multi();
       for (const r of rows) {
         multi.hincrby(k.counters(r.minute), [r.kid, r.decision, r.reason, r.cohort].join(SEP), r.n);
-        multi.expire(k.counters(r.minute), COUNTER_TTL_S);
+        multi.expire(k.counters(r.minute), COUNTS_KEPT_S);
       }
       checkExec(await multi.exec());
     },
     async readCounters(fromMinute) {
       const rows: CounterRow[] = [];
       const last = Math.floor(Date.now() / 60_000);
-      for (let minute = Math.max(fromMinute, last - COUNTER_TTL_S / 60); minute <= last; minute++) {
+      for (let minute = Math.max(fromMinute, last - COUNTS_KEPT_S / 60); minute <= last; minute++) {
         for (const [field, n] of Object.entries(await redis.hgetall(k.counters(minute)))) {
           const [kid, decision, reason, cohort] = field.split(SEP) as [string, string, string, string];
           rows.push({ minute, kid, decision, reason, cohort: Number(cohort), n: Number(n) });
@@ -132,7 +131,7 @@ export async function openRedisHotStore(url: string, prefix: string): Promise<Ho
         // HyperLogLog: 12 KB a key whatever the number of users, and unions are cheap.
         for (let i = 0; i < r.subs.length; i += 10_000) multi.pfadd(key, ...r.subs.slice(i, i + 10_000));
         // Refreshed on every write: a stage watched for days keeps the marks of its first hour.
-        multi.expire(key, COUNTER_TTL_S);
+        multi.expire(key, COUNTS_KEPT_S);
       }
       checkExec(await multi.exec());
     },

@@ -1,6 +1,7 @@
 import type { Db, Queryable } from '../db.js';
 import {
   chunk,
+  COUNTS_KEPT_S,
   emptySnapshot,
   jwksOf,
   type CounterRow,
@@ -20,6 +21,8 @@ import {
  */
 export function openTableHotStore(db: Db, schema: string): HotStore {
   const channel = `jwtir_changes_${schema}`;
+  /** When this process last deleted expired counters and marks (Redis expires its keys itself). */
+  let prunedAt = 0;
   /** Runs a write and appends its change to the feed in one transaction. */
   const commit = (write: (tx: Queryable) => Promise<unknown>, change: HotChange) =>
     db.transaction(async (tx) => {
@@ -96,6 +99,14 @@ export function openTableHotStore(db: Db, schema: string): HotStore {
          ON CONFLICT (minute, kid, decision, reason, cohort) DO UPDATE SET n = hot_counters.n + EXCLUDED.n`,
         [rows.map((r) => r.minute), rows.map((r) => r.kid), rows.map((r) => r.decision), rows.map((r) => r.reason), rows.map((r) => r.cohort), rows.map((r) => r.n)],
       );
+      // Guards flush every few seconds for as long as the service runs: without this the tables
+      // would grow by every minute's counts forever. Once an hour per process is plenty.
+      if (Date.now() - prunedAt > 3600_000) {
+        prunedAt = Date.now();
+        const keptFrom = Math.floor(Date.now() / 60_000) - COUNTS_KEPT_S / 60;
+        await db.query('DELETE FROM hot_counters WHERE minute < $1', [keptFrom]);
+        await db.query('DELETE FROM hot_user_marks WHERE minute < $1', [keptFrom]);
+      }
     },
     async readCounters(fromMinute) {
       const rows = await db.query<CounterRow>('SELECT minute, kid, decision, reason, cohort, n FROM hot_counters WHERE minute >= $1 ORDER BY minute', [fromMinute]);
