@@ -25,16 +25,11 @@ const mint = (sub: string) => jwt.sign({ sub, sid: `sid-${sub}`, jti: randomUUID
 const jtiOf = (token: string) => (jwt.decode(token) as { jti: string }).jti;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-if (nginx.missing && process.env.CI === 'true') {
+if (nginx.missing) {
   describe('guard serve behind a real nginx', () => {
-    it('needs nginx with the auth_request module (mandatory under CI=true; .ci/run installs it)', () => {
+    it('needs nginx with the auth_request module (`bash .ci/run` installs it)', () => {
       throw new Error(nginx.missing);
     });
-  });
-} else if (nginx.missing) {
-  process.stderr.write(`NOTICE: skipping "guard serve behind a real nginx": ${nginx.missing} (mandatory under CI=true)\n`);
-  describe.skip(`guard serve behind a real nginx (${nginx.missing})`, () => {
-    it('runs where nginx is installed', () => undefined);
   });
 } else {
   for (const c of backendCases('serve_nginx', ['postgres+redis'])) {
