@@ -108,13 +108,21 @@ function decide(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, now: nu
   // One number compare per request: a session's last-seen time is recorded once a minute per token.
   if (v.seenMinute !== d.telemetry.minute) d.telemetry.sighting(v);
   // During a cutover only: the users of the cut-over cohorts who get in (on a key not cut for them).
-  // Once a minute per token and policy version (a stage's gate counts users under its own version).
-  if (v.cohort < d.replica.maxCutover && v.sub !== undefined && (v.markedMinute !== d.telemetry.minute || v.markedVersion !== d.replica.policyVersion)) {
-    v.markedMinute = d.telemetry.minute;
-    v.markedVersion = d.replica.policyVersion;
-    d.telemetry.userMark('allow', v.kid, v.cohort, v.sub, v.markedVersion);
-  }
+  if (v.cohort < d.replica.maxCutover) markUser(d, v, 'allow');
   return v.allow;
+}
+
+/**
+ * Records the token's user for a cutover's gate, once a minute per token and policy version (a
+ * stage's gate counts users under its own version). Under one version a token is either always
+ * cut or never, so one pair of fields serves both kinds; an old token replayed a thousand times
+ * costs two number compares after the first.
+ */
+function markUser(d: AuthorizeDeps, v: VerifiedToken, kind: 'cut' | 'allow'): void {
+  if (v.sub === undefined || (v.markedMinute === d.telemetry.minute && v.markedVersion === d.replica.policyVersion)) return;
+  v.markedMinute = d.telemetry.minute;
+  v.markedVersion = d.replica.policyVersion;
+  d.telemetry.userMark(kind, v.kid, v.cohort, v.sub, v.markedVersion);
 }
 
 /** The checks that depend on the clock or on counting, in the order denial() runs them. */
@@ -249,7 +257,7 @@ function riskOf(d: AuthorizeDeps, v: VerifiedToken, ctx: RequestContext, critica
 
 function finish(d: AuthorizeDeps, now: number, decision: Decision, reason: Reason, kid?: string, v?: VerifiedToken): Verdict {
   d.telemetry.count(counterKey(kid, decision, reason, v?.cohort), now);
-  if (reason === 'key_cutover' && v?.sub !== undefined) d.telemetry.userMark('cut', v.kid, v.cohort, v.sub, d.replica.policyVersion);
+  if (reason === 'key_cutover' && v) markUser(d, v, 'cut');
   const verdict: Verdict = { decision, reasons: [reason] };
   if (kid !== undefined) verdict.kid = kid;
   if (v) {
